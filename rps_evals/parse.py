@@ -1,0 +1,125 @@
+"""Reading a model response: reasoning removal, program extraction, JSON fallback, strict grids.
+
+These are the parsing rules of the metric definitions (docs/metrics.md). Every front end calls
+`parse_response`; nothing here ever raises on model text: garbage parses to "nothing found".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from numbers import Integral
+from typing import Any
+
+Grid = list[list[int]]
+
+MAX_SIDE = 30
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+# A fence line opens with ``` (optionally a language tag) and a closing ``` on its own line.
+# Closed blocks only: a fence left open at the end of a truncated response never matches.
+_FENCED = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.DOTALL | re.MULTILINE)
+_PROGRAM_LANGS = {"", "python", "py", "python3"}
+_PREDICTIONS_LABEL = "Predicted test outputs:"
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """What a response offers: a program source (or None) and JSON predictions per test input."""
+
+    program: str | None
+    json_predictions: list[Grid | None]  # length m; None where the JSON gave no valid grid
+
+
+def as_grid(value: Any) -> Grid | None:
+    """Return `value` as a strict ARC grid, or None if it is not one.
+
+    Strict: 1..30 rows of equal length 1..30; every cell an int (numpy integers and tuples are
+    converted) in 0..9. bool is not an int here, and 1.0 is not 1.
+    """
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):  # numpy array or scalar
+        try:
+            value = value.tolist()
+        except Exception:
+            return None
+    if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_SIDE:
+        return None
+    width = None
+    grid: Grid = []
+    for row in value:
+        if hasattr(row, "tolist") and not isinstance(row, (list, tuple)):
+            row = row.tolist()
+        if not isinstance(row, (list, tuple)) or not 1 <= len(row) <= MAX_SIDE:
+            return None
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            return None
+        out_row = []
+        for cell in row:
+            # numpy integer scalars are Integral; bool (and numpy.bool_) must be rejected first.
+            if isinstance(cell, bool) or type(cell).__name__ == "bool_" or not isinstance(cell, Integral):
+                return None
+            cell = int(cell)
+            if not 0 <= cell <= 9:
+                return None
+            out_row.append(cell)
+        grid.append(out_row)
+    return grid
+
+
+def strip_reasoning(text: str) -> str:
+    """Remove closed <think> blocks; an unclosed <think> swallows the rest of the text."""
+    text = _THINK_BLOCK.sub("", text)
+    open_at = text.find("<think>")
+    return text if open_at < 0 else text[:open_at]
+
+
+def extract_program(text: str) -> str | None:
+    """The last closed python/py/unlabelled fenced block that defines `def transform(`."""
+    found = None
+    for match in _FENCED.finditer(text):
+        lang, body = match.group(1).lower(), match.group(2)
+        if lang in _PROGRAM_LANGS and "def transform(" in body:
+            found = body
+    return found
+
+
+def extract_json_predictions(text: str, num_tests: int) -> list[Grid | None]:
+    """Grids from the JSON after the last `Predicted test outputs:` label, one slot per test input."""
+    empty: list[Grid | None] = [None] * num_tests
+    at = text.rfind(_PREDICTIONS_LABEL)
+    if at < 0:
+        return empty
+    tail = text[at + len(_PREDICTIONS_LABEL):].strip()
+    fenced = re.match(r"```[ \t]*(?:json)?[ \t]*\n?(.*?)(?:```|$)", tail, re.DOTALL | re.IGNORECASE)
+    if fenced:
+        tail = fenced.group(1).strip()
+    value = _first_json_value(tail)
+    if value is None:
+        return empty
+    if num_tests == 1 and as_grid(value) is not None:
+        return [as_grid(value)]
+    if isinstance(value, list) and len(value) == num_tests:
+        return [as_grid(v) for v in value]
+    return empty
+
+
+def _first_json_value(text: str) -> Any:
+    """Decode the JSON value at the start of `text` (trailing prose allowed); None if there is none."""
+    if not text:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):
+        return None
+    return value
+
+
+def parse_response(completion: str | None, num_tests: int) -> ParsedResponse:
+    """Apply the parsing rules to one completion for a task with `num_tests` test inputs."""
+    if not completion:
+        return ParsedResponse(None, [None] * num_tests)
+    text = strip_reasoning(completion)
+    return ParsedResponse(extract_program(text), extract_json_predictions(text, num_tests))
