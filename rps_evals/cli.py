@@ -1,0 +1,139 @@
+"""`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare two runs, gate CI.
+
+Exit codes: 0 success, 1 the gate failed, 2 bad input (usage, files, dataset, sandbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from rps_evals.compare import compare_runs, format_comparison, gate
+from rps_evals.data import DATASETS, DatasetError, load_dataset
+from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, get_executor
+from rps_evals.records import InputError, read_responses, read_run, write_run
+from rps_evals.scoring import METRICS, format_table, score_attempts
+
+
+@contextmanager
+def _progress(total: int, label: str):
+    """A progress bar on stderr for long runs (silent when stderr is not a terminal)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.dataset).select(args.task_ids)
+    responses = read_responses(args.responses, dataset, args.attempts)
+    with get_executor(args.sandbox, timeout=args.timeout) as executor, \
+            _progress(len(dataset.tasks) * args.attempts, "running programs") as advance:
+        records = score_attempts(dataset, responses, executor, args.attempts, progress=advance)
+    result = write_run(args.out, dataset, records, args.attempts)
+    print(format_table(result))
+    print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Turn an Inspect log or an lm-eval output into a run directory, without re-running anything."""
+    from rps_evals.reports import read_front_end_run
+
+    dataset, records, k, options = read_front_end_run(args.log)
+    result = write_run(args.out, dataset, records, k, **options)
+    print(format_table(result))
+    print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    comparison = compare_runs(read_run(args.run_a), read_run(args.run_b))
+    print(format_comparison(comparison, str(args.run_a), str(args.run_b)))
+    if args.out:
+        Path(args.out).write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _max_drop(text: str) -> tuple[str, float]:
+    metric, sep, fraction = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected METRIC=FRACTION, got {text!r}")
+    try:
+        value = float(fraction)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: FRACTION must be a number such as 0.05") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: FRACTION must be between 0 and 1")
+    return metric, value
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    if not args.max_drop:
+        raise InputError("give at least one --max-drop METRIC=FRACTION, e.g. "
+                         "--max-drop attempts_from_executed_programs=0.05")
+    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate))
+    passed, table = gate(comparison, dict(args.max_drop), args.alpha)
+    print(table)
+    print("gate: PASS" if passed else "gate: FAIL (candidate regressed beyond the allowed drop)")
+    return 0 if passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rps-evals", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    score = sub.add_parser("score", help="score a responses JSONL file against an ARC dataset")
+    score.add_argument("--dataset", required=True, choices=DATASETS)
+    score.add_argument("--responses", required=True, type=Path, help="JSONL, one object per attempt")
+    score.add_argument("--out", required=True, type=Path, help="run directory to write")
+    score.add_argument("--attempts", type=int, default=2, help="attempts per task k (default 2)")
+    score.add_argument("--sandbox", choices=("docker", "local"), default=None,
+                       help="where programs run: docker (default) or local (UNSAFE, your own code only)")
+    score.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per transform call")
+    score.add_argument("--task-ids", nargs="+", default=None, help="score only these tasks")
+    score.set_defaults(func=cmd_score)
+
+    report = sub.add_parser("report", help="write a run directory from an Inspect log or lm-eval output")
+    report.add_argument("log", type=Path, help="Inspect .eval/.json log, or lm-eval --output_path result")
+    report.add_argument("--out", required=True, type=Path)
+    report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="paired comparison of two run directories")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--out", type=Path, help="also write the comparison as JSON")
+    compare.set_defaults(func=cmd_compare)
+
+    gate_p = sub.add_parser("gate", help="exit 1 if a candidate run regressed against a baseline")
+    gate_p.add_argument("candidate", type=Path)
+    gate_p.add_argument("--baseline", required=True, type=Path)
+    gate_p.add_argument("--max-drop", action="append", type=_max_drop, default=[], metavar="METRIC=FRACTION",
+                        help=f"allowed drop in rate; metrics: {', '.join(METRICS)}")
+    gate_p.add_argument("--alpha", type=float, default=None,
+                        help="also require the drop to be significant (exact McNemar p < alpha)")
+    gate_p.set_defaults(func=cmd_gate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "attempts", 1) < 1:
+        parser.error("--attempts must be at least 1")
+    if getattr(args, "timeout", 1) <= 0:
+        parser.error("--timeout must be positive")
+    try:
+        return args.func(args)
+    except (InputError, DatasetError, SandboxUnavailable) as exc:
+        print(f"rps-evals: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Paired comparison of two runs on the same dataset, and the regression gate built on it.
+
+Every metric is a set of 0/1 units (see scoring.metric_units), so two runs pair unit by unit:
+both / only A / only B / neither, an exact two-sided McNemar test on the discordant units
+(binomial test of only-A vs only-B at p = 1/2), Wilson 95% intervals for each rate, and a paired
+bootstrap 95% interval for the difference B - A that resamples whole tasks (attempts and test
+outputs of one task are not independent).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.stats import binomtest
+
+from rps_evals.records import InputError
+from rps_evals.scoring import LOWER_IS_BETTER, AttemptRecord, metric_units
+
+HEADLINE = ("attempts_from_executed_programs", "tasks_all_attempts_executed", "test_output_exact")
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+def wilson_interval(n: int, of: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval for n successes out of `of`."""
+    if of == 0:
+        return (0.0, 1.0)
+    p = n / of
+    denom = 1 + z * z / of
+    centre = (p + z * z / (2 * of)) / denom
+    half = z * math.sqrt(p * (1 - p) / of + z * z / (4 * of * of)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts."""
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+@dataclass(frozen=True)
+class Paired:
+    metric: str
+    a: tuple[int, int]  # (n, of)
+    b: tuple[int, int]
+    both: int
+    only_a: int
+    only_b: int
+    neither: int
+    p_value: float
+    diff: float  # rate B - rate A
+    diff_ci: tuple[float, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = lambda nf: nf[0] / nf[1] if nf[1] else 0.0  # noqa: E731
+        return {
+            "metric": self.metric,
+            "a": {"n": self.a[0], "of": self.a[1], "rate": rate(self.a), "ci95": wilson_interval(*self.a)},
+            "b": {"n": self.b[0], "of": self.b[1], "rate": rate(self.b), "ci95": wilson_interval(*self.b)},
+            "both": self.both, "only_a": self.only_a, "only_b": self.only_b, "neither": self.neither,
+            "mcnemar_p": self.p_value, "diff": self.diff, "diff_ci95": self.diff_ci,
+        }
+
+
+def _bootstrap_diff(keys: list, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95% percentile interval of rate(B) - rate(A), resampling tasks (key[0] or key) with replacement."""
+    tasks = [k[0] if isinstance(k, tuple) else k for k in keys]
+    index = {t: i for i, t in enumerate(dict.fromkeys(tasks))}
+    group = np.array([index[t] for t in tasks])
+    per_task_a = np.bincount(group, weights=a, minlength=len(index))
+    per_task_b = np.bincount(group, weights=b, minlength=len(index))
+    per_task_n = np.bincount(group, minlength=len(index)).astype(float)
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    draws = rng.integers(0, len(index), size=(BOOTSTRAP_RESAMPLES, len(index)))
+    n = per_task_n[draws].sum(axis=1)
+    diffs = (per_task_b[draws].sum(axis=1) - per_task_a[draws].sum(axis=1)) / n
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return (float(low), float(high))
+
+
+def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict, Sequence[AttemptRecord]]) -> dict[str, Any]:
+    """Pair two runs (each `(results, records)` as from records.read_run) metric by metric."""
+    (res_a, rec_a), (res_b, rec_b) = run_a, run_b
+    for field in ("dataset", "attempts_per_task"):
+        if res_a.get(field) != res_b.get(field):
+            raise InputError(f"runs differ in {field}: {res_a.get(field)!r} vs {res_b.get(field)!r}")
+    notes = []
+    if res_a.get("dataset_hash") != res_b.get("dataset_hash"):
+        notes.append("the runs used different versions of the dataset file (dataset_hash differs)")
+    if res_a.get("prompt_version") != res_b.get("prompt_version"):
+        notes.append(f"prompt versions differ: {res_a.get('prompt_version')} vs {res_b.get('prompt_version')}")
+    k = int(res_a["attempts_per_task"])
+    units_a, units_b = metric_units(rec_a, k), metric_units(rec_b, k)
+    rows = []
+    for metric, ua in units_a.items():
+        ub = units_b.get(metric, {})
+        if set(ua) != set(ub):
+            raise InputError(f"runs cover different {metric} units (different task sets?)")
+        keys = list(ua)
+        a = np.array([ua[key] for key in keys], dtype=float)
+        b = np.array([ub[key] for key in keys], dtype=float)
+        both = int((a * b).sum())
+        only_a = int((a * (1 - b)).sum())
+        only_b = int(((1 - a) * b).sum())
+        of = len(keys)
+        rows.append(Paired(
+            metric, (int(a.sum()), of), (int(b.sum()), of), both, only_a, only_b, of - both - only_a - only_b,
+            mcnemar_exact(only_a, only_b), float((b.sum() - a.sum()) / of) if of else 0.0,
+            _bootstrap_diff(keys, a, b) if of else (0.0, 0.0),
+        ))
+    return {
+        "dataset": res_a["dataset"],
+        "attempts_per_task": k,
+        "notes": notes,
+        "metrics": {row.metric: row.as_dict() for row in rows},
+    }
+
+
+def format_comparison(comparison: dict[str, Any], name_a: str = "A", name_b: str = "B") -> str:
+    lines = [f"{comparison['dataset']}  k={comparison['attempts_per_task']}   A = {name_a}   B = {name_b}"]
+    lines += [f"note: {n}" for n in comparison["notes"]]
+    for metric in HEADLINE:
+        row = comparison["metrics"][metric]
+        lines += [
+            f"{metric} (paired):",
+            f"  both {row['both']}/{row['a']['of']}   only A {row['only_a']}/{row['a']['of']}   "
+            f"only B {row['only_b']}/{row['a']['of']}   neither {row['neither']}/{row['a']['of']}   "
+            f"exact McNemar p = {row['mcnemar_p']:.3g}",
+        ]
+    width = max(len(m) for m in comparison["metrics"]) + 2
+    lines.append("")
+    lines.append(f"{'metric':<{width}}{'A':>22}{'B':>22}{'B - A [95% CI]':>28}{'p':>10}")
+    for metric, row in comparison["metrics"].items():
+        cell = lambda r: f"{r['n']}/{r['of']} ({100 * r['rate']:.1f}%)"  # noqa: E731
+        low, high = row["diff_ci95"]
+        diff = f"{100 * row['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+        lines.append(f"{metric:<{width}}{cell(row['a']):>22}{cell(row['b']):>22}{diff:>28}{row['mcnemar_p']:>10.3g}")
+    return "\n".join(lines)
+
+
+def gate(comparison: dict[str, Any], max_drops: dict[str, float], alpha: float | None = None) -> tuple[bool, str]:
+    """Does the candidate (B) stay within the allowed drop of the baseline (A) for every metric?
+
+    A drop is a change for the worse in rate (a rise for LOWER_IS_BETTER metrics). A metric fails
+    when its drop exceeds the allowed fraction and, if `alpha` is given, the paired test also finds
+    the change significant (p < alpha).
+    """
+    unknown = [m for m in max_drops if m not in comparison["metrics"]]
+    if unknown:
+        raise InputError(f"unknown metric(s) for --max-drop: {', '.join(unknown)}")
+    ok = True
+    width = max(len(m) for m in max_drops) + 2
+    lines = [f"{'metric':<{width}}{'baseline':>12}{'candidate':>12}{'drop':>9}{'allowed':>9}{'p':>9}  verdict"]
+    for metric, allowed in max_drops.items():
+        row = comparison["metrics"][metric]
+        drop = -row["diff"] if metric not in LOWER_IS_BETTER else row["diff"]
+        failed = drop > allowed + 1e-12 and (alpha is None or row["mcnemar_p"] < alpha)
+        ok = ok and not failed
+        verdict = "FAIL" if failed else "ok"
+        if drop > allowed + 1e-12 and not failed:
+            verdict = f"ok (not significant at alpha={alpha:g})"
+        lines.append(f"{metric:<{width}}{100 * row['a']['rate']:>11.1f}%{100 * row['b']['rate']:>11.1f}%"
+                     f"{100 * drop:>8.1f}%{100 * allowed:>8.1f}%{row['mcnemar_p']:>9.3g}  {verdict}")
+    return ok, "\n".join(lines)

@@ -1,0 +1,135 @@
+"""Files of a run: the responses file that goes in, and the run directory that comes out.
+
+A run directory holds `results.json` (the metrics), `attempts.jsonl` (one scored record per
+attempt, every (task, attempt) of the dataset included) and `submission.json` (ARC Prize format).
+Every front end writes it through `write_run`, so `compare` and `gate` work on any of them.
+Files are written to temporary names and renamed into place, so a failure leaves no half file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from rps_evals.data import Dataset
+from rps_evals.scoring import STOP_REASONS, AttemptRecord, Response, complete_records, submission, summarize
+
+
+class InputError(ValueError):
+    """Bad user input (a responses file, a run directory): the message names what is wrong."""
+
+
+def parse_response_line(obj: Any, where: str) -> Response:
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key in ("task_id", "attempt"):
+        if key not in obj:
+            raise InputError(f"{where}: missing field {key!r}")
+    task_id, attempt = obj["task_id"], obj["attempt"]
+    if not isinstance(task_id, str):
+        raise InputError(f"{where}: task_id must be a string")
+    if isinstance(attempt, bool) or not isinstance(attempt, int):
+        raise InputError(f"{where}: attempt must be an integer (1-based)")
+    completion, stop_reason, error = obj.get("completion"), obj.get("stop_reason"), obj.get("error")
+    if completion is not None and not isinstance(completion, str):
+        raise InputError(f"{where}: completion must be a string or null")
+    if stop_reason is not None and stop_reason not in STOP_REASONS:
+        raise InputError(f"{where}: stop_reason must be one of {', '.join(STOP_REASONS)} or null")
+    if error is not None and not isinstance(error, str):
+        raise InputError(f"{where}: error must be a string or null")
+    return Response(task_id, attempt, completion, stop_reason, error)
+
+
+def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset, k: int) -> list[Response]:
+    """Reject unknown tasks, attempts outside 1..k and duplicates; `where` names each response."""
+    seen: dict[tuple[str, int], str] = {}
+    out = []
+    for where, response in responses:
+        if response.task_id not in dataset.tasks:
+            raise InputError(f"{where}: task id {response.task_id!r} is not in {dataset.name}")
+        if not 1 <= response.attempt <= k:
+            raise InputError(f"{where}: attempt {response.attempt} is outside 1..{k} (--attempts {k})")
+        key = (response.task_id, response.attempt)
+        if key in seen:
+            raise InputError(f"{where}: duplicate response for task {key[0]} attempt {key[1]} "
+                             f"(first at {seen[key]})")
+        seen[key] = where
+        out.append(response)
+    return out
+
+
+def read_responses(path: str | Path, dataset: Dataset, k: int) -> list[Response]:
+    """Read and check a responses JSONL file (one object per attempt)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
+
+    def lines():
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                raise InputError(f"{where}: not valid JSON ({exc})") from None
+            yield where, parse_response_line(obj, where)
+
+    return check_responses(lines(), dataset, k)
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(tmp)
+
+
+def write_run(out_dir: str | Path, dataset: Dataset, records: Iterable[AttemptRecord], k: int,
+              **summary_options) -> dict[str, Any]:
+    """Write results.json, attempts.jsonl and submission.json; return the results document."""
+    complete = complete_records(dataset, records, k)
+    result = summarize(dataset, complete, k, **summary_options)
+    texts = {
+        "results.json": json.dumps(result, indent=2) + "\n",
+        "attempts.jsonl": "".join(json.dumps(r.to_dict()) + "\n" for r in complete),
+        "submission.json": json.dumps(submission(dataset, complete, k)) + "\n",
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temps = {name: _atomic_write(out_dir / name, text) for name, text in texts.items()}
+    for name, tmp in temps.items():
+        os.replace(tmp, out_dir / name)
+    return result
+
+
+def read_run(run_dir: str | Path) -> tuple[dict[str, Any], list[AttemptRecord]]:
+    """Load a run directory written by write_run."""
+    run_dir = Path(run_dir)
+    try:
+        result = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        records = [
+            AttemptRecord.from_dict(json.loads(line))
+            for line in (run_dir / "attempts.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"{run_dir} is not a run directory (results.json + attempts.jsonl): {exc}") from None
+    return result, records
+
+
+def read_attempts(path: str | Path) -> list[AttemptRecord]:
+    """The records of an attempts.jsonl file (e.g. to pick rejected responses for DPO)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "attempts.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [AttemptRecord.from_dict(json.loads(line)) for line in lines if line.strip()]
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"cannot read attempt records from {path}: {exc}") from None

@@ -1,0 +1,278 @@
+"""Scoring: from responses to attempt records to every metric. The one place metrics are defined.
+
+The rules are those of docs/metrics.md. In short: each attempt is parsed, its program run in the
+sandbox on the test inputs (then the training inputs, for train verification); each test input's
+prediction is the program's valid output, else the JSON prediction; the attempt's source is
+`executed_program`, `json_fallback` or `invalid`. Every metric is a count of true indicators over
+a unit set taken from the dataset (tasks, test outputs, attempts, test outputs x attempts), so a
+missing response is a counted failure, never an absent row. `metric_units` gives those indicators;
+`summarize` counts them and `rps_evals.compare` pairs them between two runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from rps_evals.data import Dataset, Task
+from rps_evals.execution import Execution, Executor, Program
+from rps_evals.parse import Grid, as_grid, parse_response
+from rps_evals.prompt import PROMPT_VERSION
+
+SOURCES = ("executed_program", "json_fallback", "invalid")
+STOP_REASONS = ("stop", "max_tokens", "model_length")
+TOKEN_LIMIT_REASONS = ("max_tokens", "model_length")
+OFFICIAL_ATTEMPTS = 2  # solves and exact accuracy use attempts 1 and 2 only
+
+# name -> (unit, what a reader is told it counts). Order is the order of every printed table.
+METRICS: dict[str, str] = {
+    "task_solves": "tasks",
+    "test_output_exact": "test outputs",
+    "valid_output_attempts": "test outputs x attempts",
+    "token_limit_hits": "attempts",
+    "api_errors": "attempts",
+    "attempts_from_executed_programs": "attempts",
+    "program_executions_without_error": "attempts",
+    "json_fallback_attempts": "attempts",
+    "invalid_attempts": "attempts",
+    "program_timeouts": "attempts",
+    "program_errors": "attempts",
+    "train_verified_programs": "attempts",
+    "tasks_all_attempts_executed": "tasks",
+    "tasks_any_attempt_executed": "tasks",
+    "tasks_no_attempt_executed": "tasks",
+}
+# A rise in these is a regression (the gate reads "drop" as "got worse").
+LOWER_IS_BETTER = frozenset({
+    "token_limit_hits", "api_errors", "json_fallback_attempts", "invalid_attempts",
+    "program_timeouts", "program_errors", "tasks_no_attempt_executed",
+})
+
+
+@dataclass(frozen=True)
+class Response:
+    """One generation for one (task, attempt), as recorded by any front end."""
+
+    task_id: str
+    attempt: int  # 1-based
+    completion: str | None
+    stop_reason: str | None = None  # stop | max_tokens | model_length | None (unknown)
+    error: str | None = None  # set when generation failed after retries
+
+
+@dataclass
+class AttemptRecord:
+    """Everything scored about one attempt; one line of attempts.jsonl."""
+
+    task_id: str
+    attempt: int
+    source: str  # executed_program | json_fallback | invalid
+    program_status: str  # ok | error | timeout | no_program
+    predictions: list[Grid | None]
+    prediction_origins: list[str | None]  # "program" | "json" | None, per test input
+    correct: list[bool]
+    train_verified: bool
+    stop_reason: str | None = None
+    api_error: str | None = None
+    missing: bool = False
+    error: str = ""  # tail of the program's error, if any
+    completion: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttemptRecord:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def missing_record(task: Task, attempt: int) -> AttemptRecord:
+    m = task.num_tests
+    return AttemptRecord(task.task_id, attempt, "invalid", "no_program", [None] * m, [None] * m,
+                         [False] * m, False, missing=True)
+
+
+def program_for(task: Task, response: Response | None) -> tuple[Program, list[Grid | None]]:
+    """The program to run for a response (source None when there is nothing to run) and its
+    JSON predictions."""
+    parsed = parse_response(response.completion if response else None, task.num_tests)
+    train_inputs = [pair[0] for pair in task.train]
+    return Program(parsed.program, task.test_inputs, train_inputs), parsed.json_predictions
+
+
+def score_attempt(task: Task, response: Response | None, json_predictions: list[Grid | None],
+                  execution: Execution, attempt: int) -> AttemptRecord:
+    """Combine one response's parse and execution into its record (pure: no I/O)."""
+    if response is None:
+        return missing_record(task, attempt)
+    predictions: list[Grid | None] = []
+    origins: list[str | None] = []
+    for j in range(task.num_tests):
+        from_program = as_grid(execution.test_outputs[j]) if j < len(execution.test_outputs) else None
+        if from_program is not None:
+            predictions.append(from_program)
+            origins.append("program")
+        elif json_predictions[j] is not None:
+            predictions.append(json_predictions[j])
+            origins.append("json")
+        else:
+            predictions.append(None)
+            origins.append(None)
+    if all(o == "program" for o in origins):
+        source = "executed_program"
+    elif all(o is not None for o in origins):
+        source = "json_fallback"
+    else:
+        source = "invalid"
+    train_outputs = list(execution.train_outputs) + [None] * (len(task.train) - len(execution.train_outputs))
+    train_verified = execution.status != "no_program" and all(
+        as_grid(got) == expected for got, (_, expected) in zip(train_outputs, task.train)
+    )
+    api_error = response.error if response.completion is None and response.error is not None else None
+    return AttemptRecord(
+        task_id=task.task_id,
+        attempt=attempt,
+        source=source,
+        program_status=execution.status,
+        predictions=predictions,
+        prediction_origins=origins,
+        correct=[p is not None and p == want for p, want in zip(predictions, task.test_outputs)],
+        train_verified=train_verified,
+        stop_reason=response.stop_reason,
+        api_error=api_error,
+        error=execution.error,
+        completion=response.completion,
+    )
+
+
+def score_attempts(dataset: Dataset, responses: Iterable[Response], executor: Executor, k: int = 2,
+                   progress: Callable[[], None] | None = None) -> list[AttemptRecord]:
+    """Score every (task, attempt) of `dataset` x 1..k; responses not given count as missing.
+
+    Responses must already be valid for the dataset (see records.check_responses).
+    """
+    by_key = {(r.task_id, r.attempt): r for r in responses}
+    slots = [(task, a, by_key.get((task.task_id, a))) for task in dataset.tasks.values() for a in range(1, k + 1)]
+    prepared = [program_for(task, response) for task, _, response in slots]
+    executions = executor.run([program for program, _ in prepared], progress=progress)
+    return [
+        score_attempt(task, response, json_predictions, execution, a)
+        for (task, a, response), (_, json_predictions), execution in zip(slots, prepared, executions)
+    ]
+
+
+def complete_records(dataset: Dataset, records: Iterable[AttemptRecord], k: int) -> list[AttemptRecord]:
+    """Records for every (task, attempt) of the dataset, in dataset order, missing ones filled in."""
+    by_key = {(r.task_id, r.attempt): r for r in records}
+    return [
+        by_key.get((task.task_id, a)) or missing_record(task, a)
+        for task in dataset.tasks.values()
+        for a in range(1, k + 1)
+    ]
+
+
+def metric_units(records: Sequence[AttemptRecord], k: int) -> dict[str, dict[Any, bool]]:
+    """For each metric, its unit set and whether each unit counts. `records` must be complete
+    (one per task x attempt 1..k, as from complete_records or an attempts.jsonl)."""
+    units: dict[str, dict[Any, bool]] = {name: {} for name in METRICS}
+    official = min(k, OFFICIAL_ATTEMPTS)
+    if k > OFFICIAL_ATTEMPTS:
+        units["task_solves_pass_at_k"] = {}
+        units["test_output_exact_pass_at_k"] = {}
+    by_task: dict[str, list[AttemptRecord]] = {}
+    for r in records:
+        by_task.setdefault(r.task_id, []).append(r)
+        key = (r.task_id, r.attempt)
+        units["token_limit_hits"][key] = r.stop_reason in TOKEN_LIMIT_REASONS
+        units["api_errors"][key] = r.api_error is not None
+        units["attempts_from_executed_programs"][key] = r.source == "executed_program"
+        units["program_executions_without_error"][key] = r.program_status == "ok"
+        units["json_fallback_attempts"][key] = r.source == "json_fallback"
+        units["invalid_attempts"][key] = r.source == "invalid"
+        units["program_timeouts"][key] = r.program_status == "timeout"
+        units["program_errors"][key] = r.program_status == "error"
+        units["train_verified_programs"][key] = r.train_verified
+        for j, prediction in enumerate(r.predictions):
+            units["valid_output_attempts"][(r.task_id, j, r.attempt)] = prediction is not None
+    for task_id, attempts in by_task.items():
+        attempts.sort(key=lambda r: r.attempt)
+        m = len(attempts[0].correct)
+        for name, chosen in (("", attempts[:official]), ("_pass_at_k", attempts)):
+            if name and k <= OFFICIAL_ATTEMPTS:
+                continue
+            matched = [any(r.correct[j] for r in chosen) for j in range(m)]
+            for j in range(m):
+                units["test_output_exact" + name][(task_id, j)] = matched[j]
+            units["task_solves" + name][task_id] = all(matched)
+        executed = [r.source == "executed_program" for r in attempts]
+        units["tasks_all_attempts_executed"][task_id] = all(executed)
+        units["tasks_any_attempt_executed"][task_id] = any(executed)
+        units["tasks_no_attempt_executed"][task_id] = not any(executed)
+    return units
+
+
+def count(units: dict[Any, bool]) -> dict[str, Any]:
+    n, of = sum(units.values()), len(units)
+    return {"n": n, "of": of, "rate": n / of if of else 0.0}
+
+
+def arc_prize_score(records: Sequence[AttemptRecord], k: int) -> float:
+    """Mean over tasks of the fraction of its test outputs matched by attempt 1 or 2."""
+    units = metric_units(records, k)["test_output_exact"]
+    per_task: dict[str, list[bool]] = {}
+    for (task_id, _), matched in units.items():
+        per_task.setdefault(task_id, []).append(matched)
+    return sum(sum(v) / len(v) for v in per_task.values()) / len(per_task) if per_task else 0.0
+
+
+def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
+              prompt_version: str = PROMPT_VERSION) -> dict[str, Any]:
+    """The results.json document for a run: every metric as {n, of, rate} plus the ARC Prize score."""
+    complete = complete_records(dataset, records, k)
+    units = metric_units(complete, k)
+    unknown_stops = sum(1 for r in complete if r.stop_reason is None and r.api_error is None and not r.missing)
+    result = {
+        "dataset": dataset.name,
+        "dataset_hash": dataset.file_hash,
+        "prompt_version": prompt_version,
+        "attempts_per_task": k,
+        "num_tasks": len(dataset.tasks),
+        "metrics": {name: count(u) for name, u in units.items()},
+        "arc_prize_score": arc_prize_score(complete, k),
+        "stop_reason_unknown": unknown_stops,
+    }
+    if unknown_stops:
+        result["notes"] = [f"token_limit_hits: the stop reason of {unknown_stops} attempts is unknown; "
+                           "they are not counted as hits"]
+    return result
+
+
+def submission(dataset: Dataset, records: Iterable[AttemptRecord], k: int) -> dict[str, list[dict[str, Grid]]]:
+    """ARC Prize submission format; a missing prediction is written as [[0]] (never correct)."""
+    by_key = {(r.task_id, r.attempt): r for r in complete_records(dataset, records, k)}
+    out: dict[str, list[dict[str, Grid]]] = {}
+    for task in dataset.tasks.values():
+        entries = []
+        for j in range(task.num_tests):
+            entry = {}
+            for a in (1, 2):
+                record = by_key.get((task.task_id, a))
+                prediction = record.predictions[j] if record else None
+                entry[f"attempt_{a}"] = prediction if prediction is not None else [[0]]
+            entries.append(entry)
+        out[task.task_id] = entries
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The report's style: `attempts_from_executed_programs  214/240 (89.2%)`."""
+    metrics = result["metrics"]
+    width = max(len(name) for name in metrics) + 2
+    lines = [f"{result['dataset']}  (k={result['attempts_per_task']}, prompt {result['prompt_version']})"]
+    for name, m in metrics.items():
+        lines.append(f"{name:<{width}}{m['n']}/{m['of']} ({100 * m['rate']:.1f}%)")
+    lines.append(f"{'arc_prize_score':<{width}}{result['arc_prize_score']:.4f}")
+    for note in result.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
