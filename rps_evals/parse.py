@@ -56,6 +56,9 @@ def as_grid(value: Any) -> Grid | None:
             width = len(row)
         elif len(row) != width:
             return None
+        if all(type(cell) is int and 0 <= cell <= 9 for cell in row):  # the common case, fast
+            grid.append(list(row))
+            continue
         out_row = []
         for cell in row:
             # numpy integer scalars are Integral; bool (and numpy.bool_) must be rejected first.

@@ -1,0 +1,113 @@
+"""Paired comparison and the regression gate on two constructed runs with a known McNemar p."""
+
+import json
+import math
+
+import pytest
+from scipy.stats import binomtest
+
+from rps_evals.cli import main
+from rps_evals.compare import compare_runs, mcnemar_exact, wilson_interval
+from rps_evals.data import load_dataset
+from rps_evals.records import read_run, write_run
+from rps_evals.scoring import missing_record
+
+DATASET = load_dataset("arc1:training").select(list(load_dataset("arc1:training").tasks)[:20])
+SLOTS = [(t, a) for t in DATASET.tasks.values() for a in (1, 2)]  # 40 attempts
+# executed-program attempts: both runs on slots 0-19; only A on 20-21; only B on 22-31; neither 32-39
+EXEC_A = set(range(0, 22))
+EXEC_B = set(range(0, 20)) | set(range(22, 32))
+P_EXECUTED = 2 * (1 + 12 + 66) / 2**12  # exact two-sided binomial, 2 of 12 discordant
+
+
+def make_run(path, executed):
+    records = []
+    for i, (task, a) in enumerate(SLOTS):
+        r = missing_record(task, a)
+        r.missing = False
+        if i in executed:
+            r.source, r.program_status = "executed_program", "ok"
+            r.predictions = [[[0]]] * task.num_tests
+        records.append(r)
+    write_run(path, DATASET, records, k=2)
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return make_run(tmp_path / "a", EXEC_A), make_run(tmp_path / "b", EXEC_B)
+
+
+def test_known_mcnemar_p_and_paired_counts(runs):
+    comparison = compare_runs(read_run(runs[0]), read_run(runs[1]))
+    row = comparison["metrics"]["attempts_from_executed_programs"]
+    assert (row["both"], row["only_a"], row["only_b"], row["neither"]) == (20, 2, 10, 8)
+    assert row["mcnemar_p"] == pytest.approx(P_EXECUTED, abs=1e-12)
+    assert P_EXECUTED == pytest.approx(0.03857421875)
+    assert row["diff"] == pytest.approx(8 / 40)
+    low, high = row["diff_ci95"]
+    assert low < 0.2 < high  # whole tasks are resampled, so the interval is wide with 20 tasks
+    # task level: A has all-executed on tasks 0-9 (slots 0-19) + task 10 (slots 20, 21); B on tasks 0-9, 11-15
+    tasks = comparison["metrics"]["tasks_all_attempts_executed"]
+    assert (tasks["both"], tasks["only_a"], tasks["only_b"], tasks["neither"]) == (10, 1, 5, 4)
+    assert tasks["mcnemar_p"] == pytest.approx(2 * (1 + 6) / 2**6)
+
+
+def test_wilson_and_mcnemar_edges():
+    assert mcnemar_exact(0, 0) == 1.0
+    low, high = wilson_interval(214, 240)
+    assert (round(low, 4), round(high, 4)) == (0.846, 0.925)  # by hand: 0.8855 -/+ 0.0395
+    scipy_ci = binomtest(214, 240).proportion_ci(method="wilson")
+    assert (low, high) == pytest.approx((scipy_ci.low, scipy_ci.high), abs=1e-9)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson_interval(0, 10)[0] == 0.0 and math.isclose(wilson_interval(10, 10)[1], 1.0)
+
+
+def test_compare_cli_writes_json(runs, tmp_path, capsys):
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(runs[0]), str(runs[1]), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "both 20/40   only A 2/40   only B 10/40   neither 8/40   exact McNemar p = 0.0386" in text
+    assert json.loads(out.read_text())["metrics"]["attempts_from_executed_programs"]["only_b"] == 10
+
+
+@pytest.mark.parametrize("max_drop, alpha, code", [
+    ("0.1", None, 1),   # dropped 20 points, 10 allowed
+    ("0.25", None, 0),  # within the allowance
+    ("0.1", "0.05", 1),  # p = 0.0386 < 0.05: significant, fails
+    ("0.1", "0.01", 0),  # p = 0.0386 >= 0.01: not significant, passes
+])
+def test_gate(runs, capsys, max_drop, alpha, code):
+    baseline, candidate = runs[1], runs[0]  # B executed more; A is the regressed candidate
+    args = ["gate", str(candidate), "--baseline", str(baseline),
+            "--max-drop", f"attempts_from_executed_programs={max_drop}"]
+    if alpha:
+        args += ["--alpha", alpha]
+    assert main(args) == code
+    out = capsys.readouterr().out
+    assert ("gate: FAIL" in out) == (code == 1)
+    assert "attempts_from_executed_programs" in out and "20.0%" in out
+
+
+def test_gate_lower_is_better_metric_rises(runs, capsys):
+    # invalid attempts rise from 10/40 (B) to 18/40 (A): a 20-point drop in quality
+    assert main(["gate", str(runs[0]), "--baseline", str(runs[1]), "--max-drop", "invalid_attempts=0.1"]) == 1
+    assert main(["gate", str(runs[1]), "--baseline", str(runs[0]), "--max-drop", "invalid_attempts=0.0"]) == 0
+
+
+def test_gate_usage_errors(runs, capsys, tmp_path):
+    assert main(["gate", str(runs[0]), "--baseline", str(runs[1])]) == 2
+    assert "give at least one --max-drop" in capsys.readouterr().err
+    assert main(["gate", str(runs[0]), "--baseline", str(runs[1]), "--max-drop", "nonsense=0.1"]) == 2
+    assert "unknown metric(s) for --max-drop: nonsense" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["gate", str(runs[0]), "--baseline", str(runs[1]), "--max-drop", "task_solves"])
+    assert exc.value.code == 2
+    assert main(["compare", str(runs[0]), str(tmp_path / "nothing")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_runs_on_different_datasets_refuse_to_pair(runs, tmp_path):
+    other = load_dataset("arc1:evaluation").select(["00576224"])
+    write_run(tmp_path / "c", other, [], k=2)
+    assert main(["compare", str(runs[0]), str(tmp_path / "c")]) == 2

@@ -1,0 +1,229 @@
+"""Scoring rules with hand-computed numbers. Executions are given directly (the sandbox has its own
+tests), so every case here is exact and fast."""
+
+import pytest
+
+from rps_evals.data import Task, load_dataset
+from rps_evals.execution import Execution, Program, get_executor
+from rps_evals.scoring import (
+    Response,
+    complete_records,
+    metric_units,
+    missing_record,
+    score_attempt,
+    submission,
+    summarize,
+)
+
+G1, G2, G3 = [[1]], [[2, 2]], [[3], [3]]
+TASK3 = Task("t3", train=[([[0]], [[5]])], test_inputs=[[[0]], [[0]], [[0]]], test_outputs=[G1, G2, G3])
+TASK1 = Task("t1", train=[([[0]], [[5]]), ([[1]], [[5]])], test_inputs=[[[0]]], test_outputs=[G1])
+
+
+def run(status, tests, train=(), error=""):
+    return Execution(status, list(tests), list(train), error)
+
+
+def attempt(task, execution, json_predictions=None, completion="x", number=1, **kw):
+    json_predictions = json_predictions or [None] * task.num_tests
+    return score_attempt(task, Response(task.task_id, number, completion, **kw), json_predictions, execution, number)
+
+
+def test_all_program_outputs_valid_is_executed_program():
+    r = attempt(TASK3, run("ok", [G1, G2, [[9]]], [[[5]]]))
+    assert r.source == "executed_program"
+    assert r.prediction_origins == ["program"] * 3
+    assert r.correct == [True, True, False]
+    assert r.train_verified
+
+
+def test_m3_one_invalid_program_output_filled_from_json():
+    # the program ran (status ok) but returned a float grid for test input 2; JSON has a valid grid
+    r = attempt(TASK3, run("ok", [G1, [[2.0, 2.0]], G3]), json_predictions=[None, G2, None])
+    assert r.source == "json_fallback"
+    assert r.program_status == "ok"
+    assert r.prediction_origins == ["program", "json", "program"]
+    assert r.correct == [True, True, True]
+
+
+def test_m3_one_invalid_program_output_without_json_is_invalid():
+    r = attempt(TASK3, run("ok", [G1, [[True, True]], G3]))
+    assert r.source == "invalid"
+    assert r.predictions == [G1, None, G3]
+    assert r.correct == [True, False, True]
+
+
+def test_numpy_like_outputs_are_accepted_after_conversion():
+    r = attempt(TASK1, run("ok", [((1,),)], [((5,),), [[5]]]))
+    assert r.source == "executed_program" and r.correct == [True] and r.train_verified
+
+
+def test_train_verified_needs_every_training_output():
+    assert not attempt(TASK1, run("ok", [G1], [[[5]], [[4]]])).train_verified
+    assert not attempt(TASK1, run("ok", [G1], [[[5]]])).train_verified  # second call never returned
+    assert not attempt(TASK1, run("ok", [G1], [[[5.0]], [[5]]])).train_verified  # float is not a grid
+
+
+def test_error_on_one_input_keeps_other_outputs():
+    r = attempt(TASK3, run("error", [G1, None, G3], error="ZeroDivisionError"), json_predictions=[None, G2, None])
+    assert r.program_status == "error"
+    assert r.source == "json_fallback"
+    assert r.error == "ZeroDivisionError"
+
+
+def test_api_error_and_missing_and_token_limit():
+    api = attempt(TASK1, Execution.nothing_to_run(Program(None, [G1])), completion=None, error="HTTP 500")
+    assert api.api_error == "HTTP 500" and api.source == "invalid" and api.program_status == "no_program"
+    missing = missing_record(TASK1, 2)
+    assert missing.missing and missing.source == "invalid" and missing.api_error is None
+    truncated = attempt(TASK1, Execution.nothing_to_run(Program(None, [G1])), number=3, stop_reason="max_tokens")
+    units = metric_units([api, missing, truncated], k=3)
+    assert sum(units["api_errors"].values()) == 1
+    assert sum(units["token_limit_hits"].values()) == 1
+    assert sum(units["invalid_attempts"].values()) == 3
+
+
+def _record(task, a, source, status="ok", correct=None):
+    m = task.num_tests
+    r = missing_record(task, a)
+    r.missing = False
+    r.source, r.program_status = source, status
+    r.predictions = [G1] * m if source != "invalid" else [None] * m
+    r.correct = correct or [False] * m
+    return r
+
+
+def test_missing_responses_count_in_denominators():
+    dataset = load_dataset("arc1:evaluation")
+    task = next(iter(dataset.tasks.values()))
+    result = summarize(dataset, [_record(task, 1, "executed_program", correct=[True] * task.num_tests)], k=2)
+    metrics = result["metrics"]
+    assert metrics["attempts_from_executed_programs"] == {"n": 1, "of": 800, "rate": 1 / 800}
+    assert metrics["invalid_attempts"]["n"] == 799
+    assert metrics["task_solves"] == {"n": 1, "of": 400, "rate": 1 / 400}
+    assert metrics["test_output_exact"]["of"] == 419
+    assert metrics["valid_output_attempts"]["of"] == 838
+    assert result["arc_prize_score"] == pytest.approx(1 / 400)
+
+
+def test_solves_use_attempts_1_and_2_per_test_output_and_extras_feed_pass_at_k():
+    # test output 1 matched by attempt 1, test output 2 by attempt 2, test output 3 only by attempt 3
+    recs = [_record(TASK3, 1, "executed_program", correct=[True, False, False]),
+            _record(TASK3, 2, "executed_program", correct=[False, True, False]),
+            _record(TASK3, 3, "executed_program", correct=[False, False, True])]
+    units = metric_units(recs, k=3)
+    assert units["test_output_exact"] == {("t3", 0): True, ("t3", 1): True, ("t3", 2): False}
+    assert units["task_solves"] == {"t3": False}
+    assert units["task_solves_pass_at_k"] == {"t3": True}
+    two = metric_units(recs[:2] + [_record(TASK3, 3, "invalid")], k=3)
+    assert two["task_solves"] == {"t3": False}
+    one = metric_units([_record(TASK3, 1, "executed_program", correct=[True, True, True])], k=1)
+    assert one["task_solves"] == {"t3": True} and "task_solves_pass_at_k" not in one
+
+
+def test_arc_prize_score_is_mean_of_task_fractions():
+    dataset = load_dataset("arc2:evaluation").select(["0934a4d8", "135a2760"])
+    a, b = dataset.tasks.values()
+    recs = [_record(a, 1, "executed_program", correct=[True] * a.num_tests),
+            _record(b, 2, "json_fallback", correct=[True] + [False] * (b.num_tests - 1))]
+    result = summarize(dataset, recs, k=2)
+    assert result["arc_prize_score"] == pytest.approx((1 + 1 / b.num_tests) / 2)
+
+
+def test_report_arithmetic_on_a_constructed_arc2_run():
+    """Rebuild the shape of the RPS report's ARC-AGI-2 run: 214 + 18 + 8 = 240 attempts, 234 clean
+    program runs, 319/334 valid outputs, 100 / 114 / 6 tasks by executed attempts, 0 solves."""
+    dataset = load_dataset("arc2:evaluation")
+    tasks = list(dataset.tasks.values())
+    assert (len(tasks), dataset.num_test_outputs) == (120, 167)
+    wrong = [[0, 0, 0, 0, 0, 0, 0, 0, 0, 7]]  # a valid grid matching no test output
+    assert all(wrong != out for t in tasks for out in t.test_outputs)
+
+    # order tasks so the 6 with no executed attempt have the most test inputs
+    by_m = sorted(tasks, key=lambda t: -t.num_tests)
+    none_exec, one_exec, both_exec = by_m[:6], by_m[6:20], by_m[20:]
+    records = []
+
+    def add(task, a, kind, missing_slots=0):
+        m = task.num_tests
+        if kind == "executed":
+            execution, json_preds = run("ok", [wrong] * m), [None] * m
+        elif kind == "json":  # the program ran but returned a float grid; JSON fills in
+            execution, json_preds = run("ok", [[[1.0]]] * m), [wrong] * m
+        elif kind == "invalid_ok":  # ran cleanly, bad grids, JSON gives some inputs
+            execution, json_preds = run("ok", [[[True]]] * m), [wrong] * (m - missing_slots) + [None] * missing_slots
+        else:  # invalid_crash: the program raised; JSON gives some inputs
+            execution, json_preds = run("error", [None] * m), [wrong] * (m - missing_slots) + [None] * missing_slots
+        records.append(score_attempt(task, Response(task.task_id, a, "text"), json_preds, execution, a))
+
+    for t in both_exec:
+        add(t, 1, "executed"); add(t, 2, "executed")  # noqa: E702
+    for t in one_exec:
+        add(t, 1, "executed"); add(t, 2, "json")  # noqa: E702  (14 json)
+    # 6 tasks with no executed attempt: 4 json + 8 invalid; 15 (test input, attempt) slots missing
+    invalid_slots = [(t, a) for t in none_exec for a in (1, 2)][:8]
+    json_slots = [(t, a) for t in none_exec for a in (1, 2)][8:]
+    capacity = [t.num_tests for t, _ in invalid_slots]
+    missing = [1] * 8
+    for i in range(8):  # spread the remaining 7 missing slots over the larger tasks
+        while sum(missing) < 15 and missing[i] < capacity[i]:
+            missing[i] += 1
+    assert sum(missing) == 15
+    for i, (t, a) in enumerate(invalid_slots):
+        add(t, a, "invalid_ok" if i < 2 else "invalid_crash", missing[i])
+    for t, a in json_slots:
+        add(t, a, "json")
+
+    result = summarize(dataset, records, k=2)
+    got = {name: (m["n"], m["of"]) for name, m in result["metrics"].items()}
+    assert got["attempts_from_executed_programs"] == (214, 240)
+    assert got["json_fallback_attempts"] == (18, 240)
+    assert got["invalid_attempts"] == (8, 240)
+    assert got["program_executions_without_error"] == (234, 240)
+    assert got["valid_output_attempts"] == (319, 334)
+    assert got["test_output_exact"] == (0, 167)
+    assert got["task_solves"] == (0, 120)
+    assert got["tasks_all_attempts_executed"] == (100, 120)
+    assert got["tasks_any_attempt_executed"] == (114, 120)
+    assert got["tasks_no_attempt_executed"] == (6, 120)
+    assert f"{result['metrics']['attempts_from_executed_programs']['rate']:.1%}" == "89.2%"
+    assert (got["attempts_from_executed_programs"][0] + got["json_fallback_attempts"][0]
+            + got["invalid_attempts"][0]) == 240
+
+
+def test_arc1_evaluation_rate_matches_the_report_figure():
+    dataset = load_dataset("arc1:evaluation")
+    recs, solved = [], 0
+    for task in dataset.tasks.values():  # 17 matched test outputs, one per task, from attempt 1
+        hit = solved < 17
+        solved += hit
+        recs.append(_record(task, 1, "executed_program", correct=[hit] + [False] * (task.num_tests - 1)))
+    metrics = summarize(dataset, recs, k=2)["metrics"]
+    assert (metrics["test_output_exact"]["n"], metrics["test_output_exact"]["of"]) == (17, 419)
+    assert metrics["test_output_exact"]["rate"] == 0.0405727923627685
+
+
+def test_submission_format_writes_00_for_missing_predictions():
+    dataset = load_dataset("arc1:training").select(["25ff71a9"])
+    task = dataset.tasks["25ff71a9"]
+    r = _record(task, 1, "json_fallback")
+    r.predictions = [G1, None]
+    sub = submission(dataset, [r], k=2)
+    assert sub == {"25ff71a9": [{"attempt_1": G1, "attempt_2": [[0]]}, {"attempt_1": [[0]], "attempt_2": [[0]]}]}
+
+
+def test_complete_records_orders_and_fills():
+    dataset = load_dataset("arc1:training").select(["25ff71a9", "007bbfb7"])
+    recs = complete_records(dataset, [_record(dataset.tasks["007bbfb7"], 2, "invalid")], k=2)
+    assert [(r.task_id, r.attempt, r.missing) for r in recs] == [
+        ("25ff71a9", 1, True), ("25ff71a9", 2, True), ("007bbfb7", 1, True), ("007bbfb7", 2, False)]
+
+
+def test_timeout_is_checked_before_error_in_the_sandbox():
+    """Test input 1 raises, test input 2 loops: the attempt is a timeout, not an error."""
+    src = ("def transform(grid):\n    if grid == [[1]]:\n        raise ValueError('bad')\n"
+           "    while True:\n        pass\n")
+    with get_executor("local", timeout=0.5) as executor:
+        [execution] = executor.run([Program(src, [[[1]], [[2]]])])
+    assert execution.status == "timeout"
+    assert execution.test_outputs == [None, None]
