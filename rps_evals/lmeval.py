@@ -1,0 +1,511 @@
+"""lm-evaluation-harness front end: the `arc_prog` tasks, scored by the core, and reading their output.
+
+lm-eval owns generation (any backend: `hf`, `vllm` with a LoRA adapter, `local-chat-completions`);
+everything after it is the core's: the same prompt (`build_prompt`), parser, sandbox executor and
+metric units as `rps-evals score`, so the numbers are the same on the same responses. The YAMLs in
+`tasks/arc_prog/` point here through the shim `tasks/arc_prog/utils.py`.
+
+What lm-eval cannot tell us, and what we do about it (see docs/lm-eval.md):
+- Stop reasons: lm-eval returns text only. An attempt hit the token limit when the model's tokenizer
+  (`rps_tokenizer`, else the model args' `tokenizer`, else `pretrained`) counts at least the request's
+  `max_gen_toks` tokens in it. Without a tokenizer the stop reason is unknown: the `stop_reason_unknown`
+  metric counts those attempts and token_limit_hits does not.
+- API errors: lm-eval's API backends turn a response without usable content into an empty string (its
+  LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER); from an API backend that string is an api_error. A request that
+  still fails after `max_retries` aborts the whole lm-eval run, so there is nothing to count.
+- Groups: lm-eval 0.4.13 combines subtasks only as a mean weighted by document count. That equals the
+  pooled n/of for metrics counted per task or per attempt and for arc_prize_score; test-output metrics
+  (tasks have 1 to 4 test outputs) cannot be combined that way, so the group leaves them out.
+
+Knobs, through lm-eval's `--metadata` JSON (model args land there too): `rps_sandbox` (docker, the
+default, or local; the RPS_SANDBOX environment variable also works), `rps_exec_timeout` (seconds per
+transform call), `rps_tokenizer`, `rps_api_backend` (true/false, to override the guess above) and
+`program_synthesis` (allowed, required, off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from rps_evals.data import Dataset, Task, load_dataset
+from rps_evals.execution import DEFAULT_TIMEOUT, Executor, get_executor
+from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
+from rps_evals.records import InputError
+from rps_evals.scoring import (
+    AttemptRecord,
+    Response,
+    arc_prize_score,
+    metric_units,
+    score_attempts,
+)
+
+log = logging.getLogger(__name__)
+
+TASK_DATASETS = {
+    "arc1_prog": "arc1:evaluation",
+    "arc2_prog": "arc2:evaluation",
+    "arc1_prog_training": "arc1:training",
+    "arc2_prog_training": "arc2:training",
+}
+RECORDS_KEY = "attempt_records"  # per-doc value: the doc's attempt records, so `report` re-runs nothing
+UNKNOWN_STOP_KEY = "stop_reason_unknown"
+API_ERROR_TEXT = ("no completion: the API backend returned no usable content "
+                  "(lm-eval replaced it with its empty-answer placeholder)")
+LMEVAL_DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's model default when a request names no limit
+
+
+# -- documents and prompt ------------------------------------------------------------------------
+
+def load_docs(arc_dataset: str = "arc1:evaluation", program_synthesis: str = "allowed", **_metadata: Any):
+    """lm-eval `custom_dataset`: one doc per ARC task from the core's offline loader (no Hub).
+
+    lm-eval passes the whole task metadata (model args included) as keywords; only two matter here.
+    """
+    import datasets
+
+    mode = ProgramSynthesis(program_synthesis).value  # a bad value fails at load, before generation
+    dataset = load_dataset(arc_dataset)
+    docs = [
+        {"task_id": task.task_id, "dataset": dataset.name, "dataset_hash": dataset.file_hash,
+         "num_tests": task.num_tests, "program_synthesis": mode, "prompt_version": PROMPT_VERSION}
+        for task in dataset.tasks.values()
+    ]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+def _task(doc: dict) -> Task:
+    return load_dataset(doc["dataset"]).tasks[doc["task_id"]]
+
+
+def doc_to_text(doc: dict) -> str:
+    """The same user message as every other front end."""
+    return build_prompt(_task(doc), doc.get("program_synthesis", "allowed"))
+
+
+def doc_to_target(doc: dict) -> str:
+    """The expected test outputs, for the logged samples; scoring never reads it."""
+    return json.dumps(_task(doc).test_outputs, separators=(",", ":"))
+
+
+# -- aggregation ---------------------------------------------------------------------------------
+
+def pooled_rate(items: Iterable[Sequence[int]]) -> float:
+    """sum(n) / sum(of) over per-doc (n, of) pairs: the run's n/of, never a mean of per-doc rates."""
+    items = list(items)
+    n, of = sum(i[0] for i in items), sum(i[1] for i in items)
+    return n / of if of else 0.0
+
+
+def count_records(items: Iterable[list]) -> int:
+    """Aggregation of the per-doc record lists: how many attempts were scored."""
+    return sum(len(i) for i in items)
+
+
+def doc_metrics(task: Task, records: list[AttemptRecord], k: int) -> dict[str, Any]:
+    """One doc's contribution to every metric, from the core's unit indicators."""
+    out: dict[str, Any] = {name: (sum(units.values()), len(units))
+                           for name, units in metric_units(records, k).items()}
+    out["arc_prize_score"] = arc_prize_score(records, k)
+    unknown = sum(r.stop_reason is None and r.api_error is None and not r.missing for r in records)
+    out[UNKNOWN_STOP_KEY] = (unknown, len(records))
+    out[RECORDS_KEY] = [_record_without_completion(r) for r in records]
+    return out
+
+
+def _record_without_completion(record: AttemptRecord) -> dict:
+    data = record.to_dict()
+    data.pop("completion", None)  # lm-eval logs the completion already (resps)
+    return data
+
+
+# -- turning lm-eval's text into the core's responses ----------------------------------------------
+
+_EXECUTORS: dict[tuple[str | None, float], Executor] = {}
+_EXECUTORS_LOCK = threading.Lock()
+
+
+def shared_executor(sandbox: str | None, timeout: float) -> Executor:
+    """One warm executor per (sandbox, timeout) for the process, closed at exit."""
+    with _EXECUTORS_LOCK:
+        key = (sandbox, timeout)
+        if key not in _EXECUTORS:
+            _EXECUTORS[key] = get_executor(sandbox, timeout=timeout)
+        return _EXECUTORS[key]
+
+
+@atexit.register
+def _close_executors() -> None:
+    with _EXECUTORS_LOCK:
+        executors = list(_EXECUTORS.values())
+        _EXECUTORS.clear()
+    for executor in executors:
+        executor.close()
+
+
+@lru_cache(maxsize=None)
+def _load_tokenizer(name: str):
+    """(tokenizer, None) or (None, why it could not be loaded)."""
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(name), None
+    except Exception as exc:  # noqa: BLE001 - any failure only makes stop reasons unknown
+        return None, f"could not load tokenizer {name!r}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _flag(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What scoring needs to know about the run beyond the text: sandbox, tokenizer, backend kind."""
+
+    sandbox: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    tokenizer_name: str | None = None
+    api_backend: bool = False
+    default_max_gen_toks: int = LMEVAL_DEFAULT_MAX_GEN_TOKS
+    hidden_reasoning: bool = False  # think_end_token: lm-eval returns only the text after reasoning
+
+    @classmethod
+    def from_metadata(cls, metadata: dict | None) -> ScoringContext:
+        """Read the knobs from lm-eval task metadata (YAML metadata | model args | --metadata)."""
+        md = dict(metadata or {})
+        tokenizer = next((md[key] for key in ("rps_tokenizer", "tokenizer", "pretrained")
+                          if isinstance(md.get(key), str) and md[key]), None)
+        if "rps_api_backend" in md:
+            api_backend = _flag(md["rps_api_backend"])
+        else:  # lm-eval's API backends take base_url / model; local ones take pretrained
+            api_backend = "base_url" in md or ("model" in md and "pretrained" not in md)
+        return cls(
+            sandbox=md.get("rps_sandbox") or os.environ.get("RPS_SANDBOX") or None,
+            timeout=float(md.get("rps_exec_timeout", DEFAULT_TIMEOUT)),
+            tokenizer_name=tokenizer,
+            api_backend=api_backend,
+            default_max_gen_toks=int(md.get("max_gen_toks", LMEVAL_DEFAULT_MAX_GEN_TOKS)),
+            hidden_reasoning=bool(md.get("think_end_token")),
+        )
+
+    def executor(self) -> Executor:
+        return shared_executor(self.sandbox, self.timeout)
+
+    def tokenizer(self):
+        if self.hidden_reasoning:
+            return None, ("think_end_token is set, so lm-eval returned only the text after the reasoning "
+                          "and its length says nothing about the token limit")
+        if not self.tokenizer_name:
+            return None, ("no tokenizer is known for this model: pass tokenizer=... in --model_args or "
+                          "--metadata '{\"rps_tokenizer\": ...}'")
+        return _load_tokenizer(self.tokenizer_name)
+
+    def max_new_tokens(self, gen_kwargs: dict) -> int:
+        """The generation limit the backend applied, by lm-eval's own precedence rules."""
+        if self.api_backend and gen_kwargs.get("max_tokens") is not None:
+            return int(gen_kwargs["max_tokens"])  # local-chat-completions prefers max_tokens
+        from lm_eval.models.utils import normalize_gen_kwargs
+
+        return int(normalize_gen_kwargs(dict(gen_kwargs), self.default_max_gen_toks)["max_gen_toks"])
+
+    def responses(self, task_id: str, completions: Sequence[str], gen_kwargs: dict | None) -> list[Response]:
+        """The core's Response for each attempt's text (attempt = position, from 1)."""
+        placeholder = os.environ.get("LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER", "")
+        tokenizer, _ = self.tokenizer() if gen_kwargs is not None else (None, None)
+        limit = self.max_new_tokens(gen_kwargs) if tokenizer is not None else None
+        out = []
+        for attempt, text in enumerate(completions, 1):
+            if self.api_backend and text == placeholder:
+                out.append(Response(task_id, attempt, None, None, API_ERROR_TEXT))
+                continue
+            stop = None
+            if tokenizer is not None:
+                used = len(tokenizer.encode(text, add_special_tokens=False))
+                stop = "max_tokens" if used >= limit else "stop"
+            out.append(Response(task_id, attempt, text, stop, None))
+        return out
+
+
+def score_docs(dataset_name: str, items: Sequence[tuple[str, Sequence[str], dict | None]],
+               context: ScoringContext, k: int) -> dict[str, list[AttemptRecord]]:
+    """Score (task_id, completions, gen_kwargs) items of one dataset in one executor batch.
+
+    The executor runs all programs in parallel; records come back per task, attempts 1..k.
+    """
+    if not items:
+        return {}
+    dataset = load_dataset(dataset_name).select([task_id for task_id, _, _ in items])
+    responses = [r for task_id, texts, gen_kwargs in items for r in context.responses(task_id, texts, gen_kwargs)]
+    records = score_attempts(dataset, responses, context.executor(), k)
+    by_task: dict[str, list[AttemptRecord]] = {}
+    for record in records:
+        by_task.setdefault(record.task_id, []).append(record)
+    return by_task
+
+
+def _completions(results: Sequence[Any]) -> list[str]:
+    """lm-eval passes one entry per request; ours is the list of every attempt's text."""
+    first = results[0] if results else []
+    return [first] if isinstance(first, str) else [str(c) for c in first]
+
+
+def process_results(doc: dict, results: Sequence[Any]) -> dict[str, Any]:
+    """lm-eval hook: score one doc's attempts with the core.
+
+    ArcProgTask (what the YAMLs use) replaces this with a batched version that also knows the
+    generation settings; this plain form scores on the spot and leaves stop reasons unknown.
+    """
+    texts = _completions(results)
+    k = len(texts)
+    context = ScoringContext.from_metadata(None)
+    records = score_docs(doc["dataset"], [(doc["task_id"], texts, None)], context, k)[doc["task_id"]]
+    return doc_metrics(_task(doc), records, k)
+
+
+# -- the lm-eval classes (built on first use, so reading results does not import lm-eval) ---------
+
+@lru_cache(maxsize=None)
+def _lmeval_classes() -> dict[str, type]:
+    from lm_eval.api.filter import Filter
+    from lm_eval.api.task import ConfigurableTask
+
+    class KeepAllAttempts(Filter):
+        """Keep every repeat: lm-eval's default filter (take_first) would drop attempts 2..k."""
+
+        def apply(self, resps, docs):
+            return [list(r) for r in resps]
+
+    class ArcProgTask(ConfigurableTask):
+        """The YAML task plus what a YAML cannot say: batch execution of the whole run's programs
+        after generation, and the generation settings and tokenizer needed for stop reasons."""
+
+        def __init__(self, config: dict | None = None, **kwargs):
+            config = {key: value for key, value in (config or {}).items() if key != "class"}
+            super().__init__(config=config, **kwargs)
+            self._context = ScoringContext.from_metadata(self.config.metadata)
+            self._context.executor()  # an unusable sandbox fails here, before any generation
+            self._scored: dict[tuple[str, tuple[str, ...]], list[AttemptRecord]] = {}
+
+        def _bypass(self) -> bool:  # --predict_only: lm-eval swaps every metric for "bypass"
+            return "bypass" in self._metric_fn_list
+
+        def apply_filters(self):
+            super().apply_filters()
+            if self._bypass() or not self._instances:
+                return
+            k = int(self.config.repeats)
+            self._scored.clear()
+            for filter_name in self._instances[0].filtered_resps:
+                by_dataset: dict[str, list] = {}
+                for inst in self._instances:
+                    texts = _completions([inst.filtered_resps[filter_name]])
+                    gen_kwargs = inst.args[1] if len(inst.args) > 1 and isinstance(inst.args[1], dict) else None
+                    by_dataset.setdefault(inst.doc["dataset"], []).append((inst.doc["task_id"], texts, gen_kwargs))
+                for dataset_name, items in by_dataset.items():
+                    log.info("%s: running %d attempts' programs in the %s sandbox", self.config.task,
+                             len(items) * k, self._context.sandbox or "docker")
+                    scored = score_docs(dataset_name, items, self._context, k)
+                    for task_id, texts, _ in items:
+                        self._scored[(task_id, tuple(texts))] = scored[task_id]
+            gen_kwargs = self._instances[0].args[1] if len(self._instances[0].args) > 1 else {}
+            if self._context.api_backend and k > 1 and (gen_kwargs or {}).get("seed", "unset") is not None:
+                log.warning("%s: lm-eval's API backends send one fixed seed with every request, so a server "
+                            "that honours it (vLLM does) returns the same text for all %d attempts of a task; "
+                            "pass --gen_kwargs seed=None for independent attempts.", self.config.task, k)
+            _, why = self._context.tokenizer()
+            if why:
+                log.warning("%s: token_limit_hits cannot be determined: %s. Those attempts are counted in "
+                            "%s and not as token-limit hits.", self.config.task, why, UNKNOWN_STOP_KEY)
+
+        def process_results(self, doc, results):
+            if self._bypass():
+                return super().process_results(doc, results)
+            texts = _completions(results)
+            k = int(self.config.repeats)
+            records = self._scored.get((doc["task_id"], tuple(texts)))
+            if records is None:  # not seen by apply_filters (another caller): score it now
+                items = [(doc["task_id"], texts, dict(self.config.generation_kwargs or {}))]
+                records = score_docs(doc["dataset"], items, self._context, k)[doc["task_id"]]
+            return doc_metrics(_task(doc), records, k)
+
+    return {"KeepAllAttempts": KeepAllAttempts, "ArcProgTask": ArcProgTask}
+
+
+def __getattr__(name: str):
+    if name in ("KeepAllAttempts", "ArcProgTask"):
+        return _lmeval_classes()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- reading lm-eval's --output_path for `rps-evals report` ---------------------------------------
+
+def is_lmeval_output(path: str | Path) -> bool:
+    """lm-eval's --output_path (folder), a results JSON in it, or a samples_*.jsonl file."""
+    path = Path(path)
+    if path.is_dir():
+        return any(p.name.startswith("results_") for p in path.rglob("*.json"))
+    if path.is_file() and path.suffix == ".jsonl":
+        return path.name.startswith("samples_")
+    if path.is_file() and path.suffix == ".json":
+        try:
+            with path.open("rb") as f:
+                head = f.read(64).decode("utf-8", "replace")
+        except OSError:
+            return False
+        return head.lstrip("{ \n\r\t").startswith('"results"')
+    return False
+
+
+def _find_files(path: Path) -> tuple[Path, list[Path]]:
+    """The results JSON and the samples files of one lm-eval run, from any of its paths."""
+    if path.is_dir():
+        results = sorted(p for p in path.rglob("*.json") if p.name.startswith("results_"))
+        if not results:
+            raise InputError(f"{path}: no lm-eval results_*.json found (was lm_eval run with --output_path?)")
+        if len(results) > 1:
+            raise InputError(f"{path} holds {len(results)} lm-eval runs; pass one of: "
+                             + ", ".join(str(p) for p in results))
+        results_file = results[0]
+    elif path.suffix == ".jsonl" and path.name.startswith("samples_"):
+        date = path.stem.rsplit("_", 1)[-1]
+        matches = sorted(p for p in path.parent.glob(f"*_{date}.json"))
+        if not matches:
+            raise InputError(f"{path}: the results file of this run (*_{date}.json) is not next to it")
+        return matches[0], [path]
+    elif path.suffix == ".json" and path.is_file():
+        results_file = path
+    else:
+        raise InputError(f"{path}: not an lm-eval output (a results_*.json, samples_*.jsonl, or their folder)")
+    date = results_file.stem.rsplit("_", 1)[-1]
+    return results_file, sorted(results_file.parent.glob(f"samples_*_{date}.jsonl"))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+
+
+def _read_samples(path: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read lm-eval samples {path}: {exc}") from None
+
+
+def _arc_task_name(samples_file: Path, configs: dict) -> str | None:
+    """The lm-eval task a samples file belongs to, if it is one of ours."""
+    for name in sorted(configs, key=len, reverse=True):  # longest first: arc1_prog_training before arc1_prog
+        if samples_file.name.startswith(f"samples_{name}_") and name in configs:
+            meta = configs[name].get("metadata") or {}
+            return name if meta.get("arc_dataset") else None
+    return None
+
+
+def read_lmeval_output(path: str | Path) -> tuple[Dataset, list[AttemptRecord], int, dict[str, Any]]:
+    """(dataset, records, k, summary options) of one ARC task of an lm-eval run, for `write_run`.
+
+    Reads the results JSON and the logged samples (`--log_samples`). Records come from the samples
+    (lm-eval logged each doc's attempt records), so nothing is re-run; samples logged without them
+    (`--predict_only`) are scored now with the core, in the run's `rps_sandbox`, else RPS_SANDBOX,
+    else docker.
+    """
+    results_file, sample_files = _find_files(Path(path))
+    results = _read_json(results_file)
+    configs = results.get("configs") or {}
+    ours = [(f, name) for f in sample_files if (name := _arc_task_name(f, configs))]
+    if not ours:
+        if not sample_files:
+            raise InputError(f"{results_file}: no samples_*.jsonl next to it; run lm_eval with --log_samples")
+        raise InputError(f"{results_file}: no arc_prog task in this lm-eval run")
+    if len(ours) > 1:
+        raise InputError(f"{results_file}: this run has several ARC tasks ({', '.join(n for _, n in ours)}) and a "
+                         "run directory holds one dataset; pass one samples file: "
+                         + ", ".join(str(f) for f, _ in ours))
+    samples_file, task_name = ours[0]
+    config = configs[task_name]
+    samples = _read_samples(samples_file)
+    if not samples:
+        raise InputError(f"{samples_file}: no samples")
+    dataset_name = samples[0]["doc"]["dataset"]
+    dataset = load_dataset(dataset_name)
+    logged_hash = samples[0]["doc"].get("dataset_hash")
+    if logged_hash and logged_hash != dataset.file_hash:
+        raise InputError(f"{samples_file}: the run used another version of {dataset_name} "
+                         f"(data hash {logged_hash[:12]}, installed {dataset.file_hash[:12]})")
+    k = int(config.get("repeats") or len(samples[0]["resps"][0]))
+
+    counts = (results.get("n-samples") or {}).get(task_name) or {}
+    logged_ids = [s["doc"]["task_id"] for s in sorted(samples, key=lambda s: s["doc_id"])]
+    if counts.get("effective", len(dataset.tasks)) < len(dataset.tasks):
+        # --limit / --samples: the run's denominators are the docs lm-eval evaluated
+        if len(set(logged_ids)) != counts["effective"]:
+            raise InputError(f"{samples_file}: {len(set(logged_ids))} docs logged, lm-eval evaluated "
+                             f"{counts['effective']}")
+        dataset = dataset.select(logged_ids)
+
+    records: list[AttemptRecord] = []
+    to_score = []
+    for sample in samples:
+        doc, texts = sample["doc"], _completions(sample["resps"])
+        if doc["task_id"] not in dataset.tasks:
+            raise InputError(f"{samples_file}: task {doc['task_id']} is not in {dataset.name}")
+        if RECORDS_KEY in sample:
+            for data in sample[RECORDS_KEY]:
+                record = AttemptRecord.from_dict(data)
+                if record.completion is None and not record.missing and record.api_error is None:
+                    record.completion = texts[record.attempt - 1] if record.attempt <= len(texts) else None
+                records.append(record)
+        else:
+            args = (sample.get("arguments") or {}).get("gen_args_0") or {}
+            to_score.append((doc["task_id"], texts, args.get("arg_1") if isinstance(args.get("arg_1"), dict) else None))
+    if to_score:
+        context = ScoringContext.from_metadata(config.get("metadata"))
+        for task_records in score_docs(dataset.name, to_score, context, k).values():
+            records.extend(task_records)
+
+    seen = set()
+    for record in records:
+        key = (record.task_id, record.attempt)
+        if key in seen:
+            raise InputError(f"{samples_file}: duplicate record for task {key[0]} attempt {key[1]}")
+        seen.add(key)
+    prompt_version = samples[0]["doc"].get("prompt_version", PROMPT_VERSION)
+    return dataset, records, k, {"prompt_version": prompt_version}
+
+
+# -- where the tasks are ---------------------------------------------------------------------------
+
+def tasks_path() -> Path:
+    """The folder for `lm_eval --include_path`: the installed copy (pyproject maps tasks/ to
+    rps_evals/tasks), else the source checkout's tasks/ (editable installs, a plain clone)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "tasks", here.parent / "tasks"):
+        if (candidate / "arc_prog" / "arc_prog.yaml").is_file():
+            return candidate
+    raise FileNotFoundError("the arc_prog lm-eval tasks are not installed with this package")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rps_evals.lmeval",
+                                     description="Helpers for the lm-eval arc_prog tasks.")
+    parser.add_argument("--tasks-path", action="store_true", help="print the folder to pass to --include_path")
+    args = parser.parse_args(argv)
+    if not args.tasks_path:
+        parser.print_help()
+        return 2
+    print(tasks_path())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
