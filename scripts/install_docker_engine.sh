@@ -11,9 +11,8 @@ engine_ok() {
   [ "${v%%.*}" -ge 24 ]
 }
 
-if engine_ok; then echo "docker engine $(docker version --format '{{.Server.Version}}') already running"; exit 0; fi
-
-if ! command -v dockerd >/dev/null || [ "$(dockerd --version | sed -E 's/.*version ([0-9]+).*/\1/')" -lt 24 ]; then
+# A running engine >= 24 is kept as it is; compose v2 is still checked below (Inspect needs it).
+if ! engine_ok && { ! command -v dockerd >/dev/null || [ "$(dockerd --version | sed -E 's/.*version ([0-9]+).*/\1/')" -lt 24 ]; }; then
   src=$(ls /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 || true)
   if [ -n "$src" ]; then
     uri=$(awk '/^URIs:/{print $2; exit}' "$src")

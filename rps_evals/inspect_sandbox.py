@@ -1,0 +1,119 @@
+"""Running programs through an Inspect AI sandbox (`sandbox().exec`), with the same runner and answers.
+
+Inspect tasks get their container from Inspect (the built-in `docker` sandbox with
+sandbox/compose.yaml, or any other provider such as k8s whose image has the runner at
+/opt/rps/runner.py). One `exec` carries a whole batch as JSON lines; the runner answers in order
+(one program at a time), so when the runner dies mid-batch the program it was running is the first
+one without an answer: only that one is marked `error` and the rest run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.resources import files
+from typing import Sequence
+
+from rps_evals.execution import (
+    DEFAULT_TIMEOUT,
+    RUNNER_IN_IMAGE,
+    SANDBOX_IMAGE,
+    Execution,
+    Program,
+    _execution_from_answer,
+    _runner_failure,
+)
+
+# Programs run as this user inside Inspect's docker sandbox: not the uid of the container's main
+# process (10001, see sandbox/Dockerfile), so a program cannot kill the container from inside.
+PROGRAM_USER = "10002:10002"
+
+
+def compose_file() -> str:
+    """sandbox/compose.yaml, pointed at the image built from this package's runner."""
+    os.environ.setdefault("RPS_EVALS_SANDBOX_IMAGE", SANDBOX_IMAGE)
+    return str(files("rps_evals.sandbox") / "compose.yaml")
+
+
+def _is_docker_sandbox(environment) -> bool:
+    try:
+        from inspect_ai.util import DockerSandboxEnvironment  # re-exported by recent Inspect versions
+    except ImportError:
+        from inspect_ai.util._sandbox.docker.docker import DockerSandboxEnvironment
+    try:
+        environment.as_type(DockerSandboxEnvironment)  # unwraps Inspect's event-logging proxy
+        return True
+    except TypeError:
+        return False
+
+
+async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = DEFAULT_TIMEOUT, *,
+                                 sandbox_name: str | None = None, memory_mb: int = 1024,
+                                 user: str | None = None) -> list[Execution]:
+    """Run `programs` (tests then train inputs, as Executor.run) in the current sample's sandbox.
+
+    `user` defaults to PROGRAM_USER for Inspect's docker sandbox and to the sandbox's own default
+    elsewhere (k8s and others may not support choosing one).
+    """
+    from inspect_ai.util import OutputLimitExceededError, sandbox
+
+    environment = sandbox(sandbox_name) if sandbox_name else sandbox()
+    if user is None and _is_docker_sandbox(environment):
+        user = PROGRAM_USER
+    results: list[Execution | None] = [None] * len(programs)
+    todo = []
+    for i, program in enumerate(programs):
+        if program.source:
+            todo.append(i)
+        else:
+            results[i] = Execution.nothing_to_run(program)
+    command = ["python3", "-I", RUNNER_IN_IMAGE, "--workers", "1", "--timeout", str(timeout),
+               "--memory-mb", str(memory_mb)]
+    if not any("scipy" in (programs[i].source or "") for i in todo):
+        command.append("--no-preload")  # a runner started per batch: import scipy only when used
+    if user == PROGRAM_USER:  # our image: what programs leave in /tmp is theirs alone, delete it
+        command += ["--scratch", "/tmp", "--scratch", "/dev/shm"]
+    while todo:
+        requests = []
+        for i in todo:
+            program = programs[i]
+            requests.append(json.dumps({"id": i, "source": program.source,
+                                        "inputs": list(program.test_inputs) + list(program.train_inputs),
+                                        "num_tests": len(program.test_inputs), "timeout": timeout}))
+        calls = sum(len(programs[i].test_inputs) + len(programs[i].train_inputs) for i in todo)
+        limit = int(timeout * calls + 2 * len(todo) + 30)  # per-call limits are the runner's; this stops a hang
+        stdout, failure = "", ""
+        try:
+            result = await environment.exec(command, input="\n".join(requests) + "\n", timeout=limit, user=user)
+            stdout = result.stdout
+            if not result.success:
+                failure = f"the sandbox runner exited with code {result.returncode}: {result.stderr[-500:]}"
+        except TimeoutError as exc:
+            stdout = getattr(exc, "truncated_output", None) or ""
+            failure = f"the sandbox runner ran past {limit}s (stopped or hung)"
+        except OutputLimitExceededError as exc:
+            stdout = exc.truncated_output or ""
+            failure = f"the runner's answers exceeded Inspect's output limit ({exc.limit_str})"
+        answered = 0
+        for line in stdout.splitlines():
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            i = answer.get("id") if isinstance(answer, dict) else None
+            if isinstance(i, int) and i in todo and results[i] is None:
+                results[i] = _execution_from_answer(programs[i], answer)
+                answered += 1
+        remaining = [i for i in todo if results[i] is None]
+        if not remaining:
+            break
+        failure = failure or "the sandbox runner ended without answering"
+        if answered == 0 and len(remaining) > 1:
+            # Nothing tells which program broke the runner: run each alone to find out.
+            for i in remaining:
+                results[i] = (await run_in_inspect_sandbox([programs[i]], timeout, sandbox_name=sandbox_name,
+                                                           memory_mb=memory_mb, user=user))[0]
+            break
+        results[remaining[0]] = _runner_failure(programs[remaining[0]], failure)
+        todo = remaining[1:]
+    return [r for r in results]  # type: ignore[misc]

@@ -1,0 +1,174 @@
+"""The fork-server runner's semantics (docs/metrics.md, "Executing a program"), through the local
+backend: no Docker needed. Hostile programs are tested against Docker in test_sandbox_hostile.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rps_evals.execution import RUNNER_PATH, LocalExecutor, Program
+
+G1, G2, T1 = [[1, 2], [3, 4]], [[5, 6]], [[7]]
+
+
+@pytest.fixture(scope="module")
+def executor():
+    with LocalExecutor(timeout=1.0, workers=2) as ex:
+        yield ex
+
+
+def run(executor, source, tests=(G1,), train=()):
+    return executor.run([Program(source, list(tests), list(train))])[0]
+
+
+def test_a_correct_program_is_ok_with_its_outputs(executor):
+    result = run(executor, "def transform(grid):\n    return [r[::-1] for r in grid]\n", [G1, G2], [T1])
+    assert (result.status, result.test_outputs, result.train_outputs, result.error) == \
+        ("ok", [[[2, 1], [4, 3]], [[6, 5]]], [[[7]]], "")
+
+
+@pytest.mark.parametrize("source, fragment", [
+    ("def transform(grid):\n    return 1 / 0\n", "ZeroDivisionError"),
+    ("def transform(grid)\n    return grid\n", "SyntaxError"),
+    ("def solve(grid):\n    return grid\n", "no callable transform"),
+    ("transform = 3\n", "no callable transform"),
+    ("raise RuntimeError('at import')\ndef transform(grid):\n    return grid\n", "at import"),
+    ("def transform(grid):\n    return object()\n", "non-serialisable object"),
+    ("def transform(grid):\n    return [[float('nan')]]\n", "ValueError"),
+    ("import sys\ndef transform(grid):\n    sys.exit(3)\n", "SystemExit"),
+])
+def test_exceptions_crashes_and_bad_returns_are_errors(executor, source, fragment):
+    result = run(executor, source)
+    assert result.status == "error" and fragment in result.error
+    assert result.test_outputs == [None]
+
+
+def test_nothing_to_run_is_no_program(executor):
+    result = executor.run([Program(None, [G1, G2], [T1])])[0]
+    assert (result.status, result.test_outputs, result.train_outputs) == ("no_program", [None, None], [None])
+
+
+@pytest.mark.parametrize("source", [
+    "def transform(grid):\n    while True:\n        pass\n",
+    "import time\ndef transform(grid):\n    time.sleep(30)\n",
+    "while True:\n    pass\n",  # at import
+])
+def test_a_call_past_its_limit_is_a_timeout(executor, source):
+    start = time.monotonic()
+    result = run(executor, source)
+    assert result.status == "timeout" and "limit" in result.error
+    assert time.monotonic() - start < 10
+
+
+def test_timeout_is_checked_before_error(executor):
+    source = f"def transform(grid):\n    if grid == {G1!r}:\n        raise ValueError('first')\n    while True:\n        pass\n"
+    assert run(executor, source, [G1, G2]).status == "timeout"
+
+
+def test_outputs_after_a_failing_test_call_are_kept(executor):
+    source = f"def transform(grid):\n    if grid == {G1!r}:\n        raise ValueError('first')\n    return grid\n"
+    result = run(executor, source, [G1, G2], [T1])
+    assert result.status == "error" and "first" in result.error
+    assert result.test_outputs == [None, G2] and result.train_outputs == [T1]
+
+
+@pytest.mark.parametrize("train_body", ["raise ValueError('train only')", "while True:\n            pass"])
+def test_train_calls_do_not_change_the_status(executor, train_body):
+    source = f"def transform(grid):\n    if grid == {T1!r}:\n        {train_body}\n    return grid\n"
+    result = run(executor, source, [G1, G2], [T1, G1])
+    assert result.status == "ok" and result.test_outputs == [G1, G2]
+    assert result.train_outputs[0] is None
+
+
+def test_numpy_and_tuple_returns_are_converted(executor):
+    source = ("import numpy as np\ndef transform(grid):\n    a = np.array(grid, dtype=np.uint8)\n"
+              "    if grid[0][0] == 1:\n        return a\n"
+              "    if grid[0][0] == 5:\n        return tuple(tuple(np.int64(c) for c in r) for r in grid)\n"
+              "    return a > 3\n")
+    result = run(executor, source, [G1, G2, [[7, 0]]])
+    assert result.status == "ok"
+    assert result.test_outputs == [G1, G2, [[True, False]]]
+    assert all(type(c) is int for row in result.test_outputs[0] + result.test_outputs[1] for c in row)
+    assert all(type(c) is bool for c in result.test_outputs[2][0])
+
+
+def test_each_call_gets_a_fresh_copy_but_the_program_keeps_its_globals(executor):
+    source = "calls = []\ndef transform(grid):\n    calls.append(1)\n    grid[0][0] = 9\n    return [[len(calls), grid[0][1]]]\n"
+    result = run(executor, source, [G1, G1])
+    assert result.test_outputs == [[[1, 2]], [[2, 2]]]
+
+
+def test_every_program_starts_from_a_clean_process(executor):
+    poison = ("import builtins, numpy as np\nbuiltins.leak = 1\nnp.leak = 1\n"
+              "def transform(grid):\n    builtins.len = lambda x: 0\n    return grid\n")
+    check = ("import builtins, numpy as np\n"
+             "def transform(grid):\n    return [[int(hasattr(builtins, 'leak')), int(hasattr(np, 'leak')), len([1])]]\n")
+    results = executor.run([Program(poison, [G1]), Program(check, [G1]), Program(check, [G1])])
+    assert [r.test_outputs for r in results] == [[G1], [[[0, 0, 1]]], [[[0, 0, 1]]]]
+
+
+def test_the_per_call_limit_restarts_with_every_call(executor):
+    source = "import time\ndef transform(grid):\n    time.sleep(0.6)\n    return grid\n"
+    assert run(executor, source, [G1, G2, T1]).status == "ok"  # 1.8 s in all, each call under 1 s
+
+
+def test_printing_is_captured_and_capped(executor):
+    chatty = run(executor, "def transform(grid):\n    print('looking at', grid)\n    return grid\n")
+    assert chatty.status == "ok"
+    failing = run(executor, "def transform(grid):\n    print('clue 42')\n    raise KeyError(7)\n")
+    assert failing.status == "error" and "clue 42" in failing.error and "KeyError" in failing.error
+    flood = run(executor, "def transform(grid):\n    print('x' * 50_000_000)\n    return grid\n")
+    assert flood.status == "error" and "printed more than" in flood.error
+    assert len(flood.error) < 5000
+
+
+def test_huge_and_self_referencing_returns_are_errors(executor):
+    assert "elements" in run(executor, "import numpy as np\ndef transform(grid):\n    return np.zeros((1000, 1000))\n").error
+    loop = run(executor, "def transform(grid):\n    a = [1]\n    a.append(a)\n    return a\n")
+    assert loop.status == "error" and "self-referencing" in loop.error
+    gen = run(executor, "def transform(grid):\n    return (r for r in grid)\n")
+    assert gen.status == "error" and "generator" in gen.error
+
+
+def test_results_come_back_in_input_order(executor):
+    programs = [Program(f"import time\ndef transform(grid):\n    time.sleep({0.2 if i % 3 == 0 else 0})\n"
+                        f"    return [[{i}]]\n", [G1]) for i in range(12)]
+    assert [r.test_outputs for r in executor.run(programs)] == [[[[i]]] for i in range(12)]
+
+
+def test_a_dead_runner_fails_only_its_programs_and_is_restarted():
+    with LocalExecutor(timeout=5.0, workers=1) as ex:
+        future = ex.submit(Program("import time\ndef transform(grid):\n    time.sleep(3)\n", [G1]))
+        time.sleep(0.5)
+        ex._proc.kill()
+        result = future.result(timeout=10)
+        assert result.status == "error" and "runner" in result.error
+        assert ex.run([Program("def transform(grid):\n    return grid\n", [G1])])[0].status == "ok"
+
+
+def test_runner_protocol_hello_bad_requests_and_ids():
+    lines = [
+        "not json",
+        json.dumps({"id": "a", "source": "def transform(g):\n    return g\n", "inputs": [G1], "num_tests": 1}),
+        json.dumps({"id": "b", "inputs": [G1]}),
+        json.dumps({"id": "c", "source": "def transform(g):\n    return g\n", "inputs": [G1, T1], "num_tests": 1}),
+    ]
+    done = subprocess.run([sys.executable, "-I", RUNNER_PATH, "--workers", "1", "--hello"],
+                          input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=60)
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert answers[0]["ready"] is True and answers[0]["id"] is None
+    by_id = {a["id"]: a for a in answers[1:]}
+    assert by_id["a"]["status"] == "ok" and by_id["c"]["outputs"] == [G1, T1]
+    assert by_id["b"]["status"] == "error" and "bad request" in by_id["b"]["error"]
+    assert by_id[None]["status"] == "error" and "bad request" in by_id[None]["error"]
+    assert done.returncode == 0
+
+
+def test_exclusive_mode_refuses_to_run_outside_a_container():
+    done = subprocess.run([sys.executable, "-I", RUNNER_PATH, "--exclusive"], input="", capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode != 0 and "PID 1" in done.stderr
