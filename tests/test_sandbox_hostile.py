@@ -89,7 +89,7 @@ CASES = [
     Hostile("allocate_20_gb_numpy", _fn("return np.ones((20 * 2**30) // 8)", "import numpy as np"),
             "error", "MemoryError"),
     Hostile("memory_bomb_in_many_processes",  # the container's OOM killer picks a child, never the runner
-            _fn("for _ in range(7):\n    if os.fork() == 0:\n        x = bytearray(400 * 2**20)\n"
+            _fn("for _ in range(5):\n    if os.fork() == 0:\n        x = bytearray(400 * 2**20)\n"
                 "        time.sleep(1e9)\ntime.sleep(1)\nreturn grid", "import os, time"), "ok", outputs=[GRID]),
     Hostile("allocate_until_it_fails", _fn("x = []\nwhile True:\n    x.append(np.empty(10**8, dtype=np.uint8))",
                                            "import numpy as np"), "error", "MemoryError"),
