@@ -445,6 +445,8 @@ class DockerExecutor(Executor):
             if self._closed:
                 raise RuntimeError("executor is closed")
             slots = [_Slot(i) for i in range(self.workers)]
+            with self._lock:
+                self._slots = slots  # known to close() even if we are interrupted while starting
             errors: list[str] = []
             threads = [threading.Thread(target=self._launch_or_note, args=(slot, errors), daemon=True)
                        for slot in slots]
@@ -453,7 +455,6 @@ class DockerExecutor(Executor):
             for thread in threads:
                 thread.join()
             with self._lock:
-                self._slots = slots
                 self._started = True
             if all(slot.broken for slot in slots):
                 self.close()
@@ -557,6 +558,8 @@ class DockerExecutor(Executor):
         container = client.containers.create(**config)
         slot.container_id = container.id
         try:
+            if self._closed:
+                raise SandboxUnavailable("the executor was closed while a container started")
             # Requests are JSON with ASCII escapes, so they never carry the raw control bytes of
             # Docker's detach-key sequence.
             sock = client.api.attach_socket(container.id, params={"stdin": 1, "stdout": 1, "stderr": 1,
@@ -571,6 +574,8 @@ class DockerExecutor(Executor):
             if not ready.wait(self.start_timeout) or slot.generation != generation or not slot.ready:
                 tail = slot.stderr_tail.decode("utf-8", "replace")[-1000:]
                 raise SandboxUnavailable(f"the sandbox runner in {self.image} did not start: {tail or 'no output'}")
+            if self._closed:
+                raise SandboxUnavailable("the executor was closed while a container started")
         except BaseException:
             with self._lock:
                 slot.generation += 1  # its reader's end is this failure, not a death to restart from

@@ -233,7 +233,8 @@ def test_leftovers_of_a_dead_process_are_removed():
                                    labels={LABEL: "1", f"{LABEL}.pid": "999999999",
                                            f"{LABEL}.host": socket.gethostname()})
     try:
-        assert orphan.name in remove_leftover_containers()
+        remove_leftover_containers()  # (an executor starting elsewhere may get there first)
+        assert containers_labelled(pid="999999999") == []
     finally:
         try:
             orphan.remove(force=True)
