@@ -1,0 +1,152 @@
+"""`--model rps/replay`: an Inspect model that serves recorded generations instead of generating.
+
+Uses: re-scoring recorded generations with a changed parser or scorer, tests and demos that must
+run offline, and the project's CI. The recordings are a responses JSONL file (the format
+`rps-evals score` reads, one object per attempt, checked with the same `parse_response_line`),
+given as `-M responses=FILE.jsonl`; without it the bundled demo file is served.
+
+A request is answered by (task id, attempt): the arc tasks' solver says which attempt it asks for;
+any other solver gets attempts 1, 2, ... in call order per sample. A recorded stop reason comes
+back as the choice's stop reason, a recorded error is raised as a non-retried API error, and a
+(task, attempt) with no recording is an error too (a replay never invents a completion). Token
+usage is set here (an estimate, about 4 characters a token) because Inspect would otherwise try to
+download a tokenizer to count it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from inspect_ai.model import (
+    ChatCompletionChoice,
+    ChatMessage,
+    ChatMessageAssistant,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    ModelUsage,
+)
+from inspect_ai.tool import ToolChoice, ToolInfo
+
+from rps_evals.records import InputError, parse_response_line
+from rps_evals.scoring import Response
+
+DEMO_RESPONSES = "demo_arc1_training.jsonl"
+
+
+def demo_responses_path() -> Path:
+    """The bundled demo recordings (arc1 training tasks; see scripts/make_demo_responses.py)."""
+    return Path(str(files("rps_evals") / "data" / DEMO_RESPONSES))
+
+
+class ReplayedAPIError(RuntimeError):
+    """A generation that failed when it was recorded (or has no recording): an api error."""
+
+
+class ReplayAPI(ModelAPI):
+    """Serves a responses file by (task id, attempt); `rps/replay` is its only model name."""
+
+    def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
+                 config: GenerateConfig = GenerateConfig(), responses: str | None = None,
+                 **model_args: Any) -> None:
+        super().__init__(model_name, base_url, api_key, [], config)
+        if model_name != "replay":
+            raise ValueError(f"unknown rps model {model_name!r}: the only one is rps/replay")
+        if model_args:
+            raise ValueError(f"rps/replay takes only -M responses=FILE.jsonl, not {', '.join(model_args)}")
+        self.path = Path(responses) if responses else demo_responses_path()
+        self.responses = read_recordings(self.path)
+        self._calls: dict[Any, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    async def generate(self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice,
+                       config: GenerateConfig) -> ModelOutput:
+        n = config.num_choices or 1
+        task_id, first = self._which(n)
+        choices = []
+        for attempt in range(first, first + n):
+            response = self.responses.get((task_id, attempt))
+            failure = None
+            if response is None:
+                failure = f"{self.path.name} has no response for task {task_id} attempt {attempt}"
+            elif response.completion is None and response.error is not None:
+                failure = response.error
+            if failure is not None:
+                if n == 1:
+                    raise ReplayedAPIError(failure)
+                # Several choices asked for: serve the attempts before this one; if it is the
+                # first, an empty output tells the solver that this attempt failed, and the
+                # solver asks for the later attempts one at a time.
+                if not choices:
+                    return ModelOutput(model="replay", choices=[], error=failure,
+                                       usage=ModelUsage(input_tokens=0, output_tokens=0, total_tokens=0))
+                break
+            choices.append(ChatCompletionChoice(
+                message=ChatMessageAssistant(content=response.completion or "", model="replay", source="generate"),
+                stop_reason=response.stop_reason or "unknown",
+            ))
+        prompt_tokens = _estimate_tokens("".join(m.text for m in input))
+        output_tokens = sum(_estimate_tokens(c.message.text) for c in choices)
+        return ModelOutput(model="replay", choices=choices,
+                           usage=ModelUsage(input_tokens=prompt_tokens, output_tokens=output_tokens,
+                                            total_tokens=prompt_tokens + output_tokens))
+
+    def _which(self, n: int) -> tuple[str, int]:
+        """(task id, first attempt) of this request."""
+        from rps_evals.inspect_task import current_attempt
+
+        asked = current_attempt.get()
+        if asked is not None:
+            return asked
+        from inspect_ai.solver._task_state import sample_state  # other solvers: count calls per sample
+
+        state = sample_state()
+        if state is None:
+            raise ReplayedAPIError("rps/replay serves samples of an eval; no sample is running")
+        key = (state.sample_id, state.epoch, state.uuid)
+        with self._lock:
+            first = self._calls[key] + 1
+            self._calls[key] += n
+        return str(state.sample_id), first
+
+    def should_retry(self, ex: Exception) -> bool:
+        return False  # a recording does not change on a second try
+
+    def max_tokens(self) -> int | None:
+        return None
+
+    def max_connections(self) -> int:
+        return 64
+
+
+def read_recordings(path: Path) -> dict[tuple[str, int], Response]:
+    """The responses of a file by (task id, attempt), checked like `rps-evals score` checks them
+    (the dataset is not known here, so unknown task ids surface as unanswered requests)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
+    out: dict[tuple[str, int], Response] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc})") from None
+        response = parse_response_line(obj, where)
+        key = (response.task_id, response.attempt)
+        if key in out:
+            raise InputError(f"{where}: duplicate response for task {key[0]} attempt {key[1]}")
+        out[key] = response
+    return out
+
+
+def _estimate_tokens(text: str | None) -> int:
+    return (len(text) + 3) // 4 if text else 0

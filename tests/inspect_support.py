@@ -1,0 +1,44 @@
+"""Helpers shared by the Inspect tests: the demo's task ids and the core-vs-Inspect comparisons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rps_evals.cli import main as rps_main
+from rps_evals.scoring import METRICS
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "tests" / "baselines" / "demo"
+# The tasks of rps_evals/data/demo_arc1_training.jsonl (arc1:training), in its order.
+DEMO_IDS = ["3c9b0459", "25ff71a9", "67a3c6ac", "74dd1130", "a416b8f3", "dae9d2b5", "6150a2bd", "ed36ccf7"]
+
+
+def core_score(responses: Path, out: Path, task_ids=DEMO_IDS, dataset="arc1:training", k=2) -> dict:
+    """`rps-evals score --sandbox local` on a responses file; its results.json."""
+    code = rps_main(["score", "--dataset", dataset, "--responses", str(responses), "--out", str(out),
+                     "--sandbox", "local", "--attempts", str(k), "--task-ids", *task_ids])
+    assert code == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def report(log_path: str, out: Path) -> dict:
+    """`rps-evals report LOG`; its results.json."""
+    assert rps_main(["report", log_path, "--out", str(out)]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def inspect_metrics(log) -> dict[str, float]:
+    (score,) = log.results.scores
+    return {name: metric.value for name, metric in score.metrics.items()}
+
+
+def assert_same_numbers(inspect: dict[str, float], core: dict) -> None:
+    """Every metric's n and of (and rate) in the Inspect results equals the core's."""
+    for name in METRICS:
+        want = core["metrics"][name]
+        assert (inspect[f"{name}_n"], inspect[f"{name}_of"]) == (want["n"], want["of"]), name
+        assert inspect[name] == pytest.approx(want["rate"]), name
+    assert inspect["arc_prize_score"] == pytest.approx(core["arc_prize_score"])
