@@ -762,6 +762,29 @@ def get_executor(name: str | None = None, **options) -> Executor:
     return BACKENDS[name](**options)
 
 
+_SHARED: dict[tuple[str | None, float], Executor] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_executor(sandbox: str | None, timeout: float = DEFAULT_TIMEOUT) -> Executor:
+    """One warm executor per (sandbox, timeout) for the whole process, closed at exit: front ends
+    that score sample by sample (Inspect, lm-eval) reuse it instead of starting a runner each time."""
+    with _SHARED_LOCK:
+        key = (sandbox, timeout)
+        if key not in _SHARED:
+            _SHARED[key] = get_executor(sandbox, timeout=timeout)
+        return _SHARED[key]
+
+
+@atexit.register
+def _close_shared_executors() -> None:
+    with _SHARED_LOCK:
+        executors = list(_SHARED.values())
+        _SHARED.clear()
+    for executor in executors:
+        executor.close()
+
+
 def run_programs(programs: Iterable[Program], sandbox: str | None = None, **options) -> list[Execution]:
     """One-shot convenience: start an executor, run `programs`, clean up."""
     with get_executor(sandbox, **options) as executor:

@@ -11,11 +11,9 @@ without executing anything again.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import subprocess
-import threading
 from contextvars import ContextVar
 from typing import Any, Sequence
 
@@ -35,7 +33,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import LimitExceededError
 
 from rps_evals.data import DATASETS, DatasetError, load_dataset
-from rps_evals.execution import DEFAULT_TIMEOUT, SANDBOX_IMAGE, Execution, LocalExecutor, Program
+from rps_evals.execution import DEFAULT_TIMEOUT, SANDBOX_IMAGE, Execution, Program, shared_executor
 from rps_evals.inspect_sandbox import compose_file, run_in_inspect_sandbox
 from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
 from rps_evals.replay import ReplayedAPIError
@@ -329,28 +327,6 @@ async def run_programs(programs: list[Program], sandbox: str, timeout: float) ->
     if all(not p.source for p in programs):
         return [Execution.nothing_to_run(p) for p in programs]
     if sandbox == "local":
-        executor = _local_executor(timeout)
+        executor = shared_executor("local", timeout)  # UNSAFE by the user's explicit choice
         return await anyio.to_thread.run_sync(executor.run, programs)
     return await run_in_inspect_sandbox(programs, timeout)
-
-
-_local_executors: dict[float, LocalExecutor] = {}
-_local_lock = threading.Lock()
-
-
-def _local_executor(timeout: float) -> LocalExecutor:
-    """One warm local runner per timeout, shared by every sample of the process (UNSAFE: see
-    rps_evals.execution.LocalExecutor)."""
-    with _local_lock:
-        if timeout not in _local_executors:
-            _local_executors[timeout] = LocalExecutor(timeout=timeout)
-        return _local_executors[timeout]
-
-
-@atexit.register
-def _close_local_executors() -> None:
-    with _local_lock:
-        executors = list(_local_executors.values())
-        _local_executors.clear()
-    for executor in executors:
-        executor.close()

@@ -26,18 +26,16 @@ transform call), `rps_tokenizer`, `rps_api_backend` (true/false, to override the
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rps_evals.data import Dataset, Task, load_dataset
-from rps_evals.execution import DEFAULT_TIMEOUT, Executor, get_executor
+from rps_evals.execution import DEFAULT_TIMEOUT, Executor, shared_executor
 from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
 from rps_evals.records import InputError
 from rps_evals.scoring import (
@@ -128,28 +126,6 @@ def _record_without_completion(record: AttemptRecord) -> dict:
 
 
 # -- turning lm-eval's text into the core's responses ----------------------------------------------
-
-_EXECUTORS: dict[tuple[str | None, float], Executor] = {}
-_EXECUTORS_LOCK = threading.Lock()
-
-
-def shared_executor(sandbox: str | None, timeout: float) -> Executor:
-    """One warm executor per (sandbox, timeout) for the process, closed at exit."""
-    with _EXECUTORS_LOCK:
-        key = (sandbox, timeout)
-        if key not in _EXECUTORS:
-            _EXECUTORS[key] = get_executor(sandbox, timeout=timeout)
-        return _EXECUTORS[key]
-
-
-@atexit.register
-def _close_executors() -> None:
-    with _EXECUTORS_LOCK:
-        executors = list(_EXECUTORS.values())
-        _EXECUTORS.clear()
-    for executor in executors:
-        executor.close()
-
 
 @lru_cache(maxsize=None)
 def _load_tokenizer(name: str):

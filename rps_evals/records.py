@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from rps_evals.data import Dataset
 from rps_evals.scoring import STOP_REASONS, AttemptRecord, Response, complete_records, submission, summarize
@@ -43,15 +43,18 @@ def parse_response_line(obj: Any, where: str) -> Response:
     return Response(task_id, attempt, completion, stop_reason, error)
 
 
-def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset, k: int) -> list[Response]:
-    """Reject unknown tasks, attempts outside 1..k and duplicates; `where` names each response."""
+def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset | None = None,
+                    k: int | None = None) -> list[Response]:
+    """Reject duplicates and, given a dataset and k, unknown tasks and attempts outside 1..k;
+    `where` names each response in the error."""
     seen: dict[tuple[str, int], str] = {}
     out = []
     for where, response in responses:
-        if response.task_id not in dataset.tasks:
+        if dataset is not None and response.task_id not in dataset.tasks:
             raise InputError(f"{where}: task id {response.task_id!r} is not in {dataset.name}")
-        if not 1 <= response.attempt <= k:
-            raise InputError(f"{where}: attempt {response.attempt} is outside 1..{k} (--attempts {k})")
+        if response.attempt < 1 or (k is not None and response.attempt > k):
+            raise InputError(f"{where}: attempt {response.attempt} is outside 1..{k or 'k'}"
+                             + (f" (--attempts {k})" if k else ""))
         key = (response.task_id, response.attempt)
         if key in seen:
             raise InputError(f"{where}: duplicate response for task {key[0]} attempt {key[1]} "
@@ -61,26 +64,27 @@ def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset,
     return out
 
 
-def read_responses(path: str | Path, dataset: Dataset, k: int) -> list[Response]:
-    """Read and check a responses JSONL file (one object per attempt)."""
+def read_response_lines(path: str | Path) -> Iterator[tuple[str, Response]]:
+    """(file:line, Response) for each non-blank line of a responses JSONL file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc})") from None
+        yield where, parse_response_line(obj, where)
 
-    def lines():
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{where}: not valid JSON ({exc})") from None
-            yield where, parse_response_line(obj, where)
 
-    return check_responses(lines(), dataset, k)
+def read_responses(path: str | Path, dataset: Dataset | None = None, k: int | None = None) -> list[Response]:
+    """Read and check a responses JSONL file (one object per attempt)."""
+    return check_responses(read_response_lines(path), dataset, k)
 
 
 def _atomic_write(path: Path, text: str) -> Path:

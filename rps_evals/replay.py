@@ -15,7 +15,6 @@ download a tokenizer to count it.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import defaultdict
 from importlib.resources import files
@@ -33,7 +32,7 @@ from inspect_ai.model import (
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
 
-from rps_evals.records import InputError, parse_response_line
+from rps_evals.records import read_responses
 from rps_evals.scoring import Response
 
 DEMO_RESPONSES = "demo_arc1_training.jsonl"
@@ -127,25 +126,7 @@ class ReplayAPI(ModelAPI):
 def read_recordings(path: Path) -> dict[tuple[str, int], Response]:
     """The responses of a file by (task id, attempt), checked like `rps-evals score` checks them
     (the dataset is not known here, so unknown task ids surface as unanswered requests)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
-    out: dict[tuple[str, int], Response] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc})") from None
-        response = parse_response_line(obj, where)
-        key = (response.task_id, response.attempt)
-        if key in out:
-            raise InputError(f"{where}: duplicate response for task {key[0]} attempt {key[1]}")
-        out[key] = response
-    return out
+    return {(r.task_id, r.attempt): r for r in read_responses(path)}
 
 
 def _estimate_tokens(text: str | None) -> int:

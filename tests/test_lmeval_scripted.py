@@ -153,13 +153,11 @@ def test_predict_only_output_is_scored_by_report(recorded, tmp_path):
 
 @pytest.mark.docker
 def test_the_default_sandbox_is_docker_and_scores_the_same(recorded, monkeypatch):
-    from rps_evals.execution import BACKENDS
+    from rps_evals.execution import shared_executor
 
-    if "docker" not in BACKENDS:
-        pytest.skip("the docker backend is not in rps_evals.execution yet")
     monkeypatch.delenv("RPS_SANDBOX", raising=False)
     results = _evaluate(recorded, sandbox=None)
-    assert type(lmeval._EXECUTORS[(None, TIMEOUT)]).__name__ == "DockerExecutor"
+    assert type(shared_executor(None, TIMEOUT)).__name__ == "DockerExecutor"
     core = _core(recorded)
     for name in METRICS:
         assert results["results"][TASK][f"{name},{FILTER}"] == core["metrics"][name]["rate"], name
