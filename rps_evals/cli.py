@@ -84,6 +84,18 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from rps_evals.execution import ensure_image, remove_leftover_containers
+
+    if args.action == "build":
+        offline = {"auto": None, "online": False, "offline": True}[args.mode]
+        print(ensure_image(offline=offline, base_image=args.base_image, force=args.force))
+    else:
+        removed = remove_leftover_containers(everything=args.all)
+        print(f"removed {len(removed)} sandbox container(s)" + (": " + ", ".join(removed) if removed else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rps-evals", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     gate_p.add_argument("--alpha", type=float, default=None,
                         help="also require the drop to be significant (exact McNemar p < alpha)")
     gate_p.set_defaults(func=cmd_gate)
+
+    sandbox = sub.add_parser("sandbox", help="build the sandbox image, or remove leftover sandbox containers")
+    sandbox.add_argument("action", choices=("build", "clean"))
+    sandbox.add_argument("--mode", choices=("auto", "online", "offline"), default="auto",
+                         help="build: docker build from a registry base, offline (mmdebstrap), or online then offline")
+    sandbox.add_argument("--base-image", default=None, help="build: the BASE_IMAGE build argument")
+    sandbox.add_argument("--force", action="store_true", help="build: rebuild even if the image exists")
+    sandbox.add_argument("--all", action="store_true", help="clean: also containers of live processes")
+    sandbox.set_defaults(func=cmd_sandbox)
     return parser
 
 

@@ -28,7 +28,6 @@ from rps_evals.execution import (
     Program,
     SandboxUnavailable,
     get_executor,
-    remove_leftover_containers,
     sandbox_hash,
 )
 from sandbox_programs import catalogue, program_for
@@ -233,7 +232,9 @@ def test_leftovers_of_a_dead_process_are_removed():
                                    labels={LABEL: "1", f"{LABEL}.pid": "999999999",
                                            f"{LABEL}.host": socket.gethostname()})
     try:
-        remove_leftover_containers()  # (an executor starting elsewhere may get there first)
+        from rps_evals.cli import main
+
+        assert main(["sandbox", "clean"]) == 0  # (an executor starting elsewhere may get there first)
         assert containers_labelled(pid="999999999") == []
     finally:
         try:
@@ -365,3 +366,12 @@ def test_compose_file_is_hardened():
     assert service["pids_limit"] > 0 and service["mem_limit"] and service["tmpfs"]
     assert not service["user"].startswith("0") and "rps-evals-sandbox" in service["image"]
     assert "volumes" not in service and "privileged" not in service
+
+
+@pytest.mark.docker
+def test_cli_sandbox_build_names_the_current_image(capsys):
+    from rps_evals.cli import main
+
+    require_image()
+    assert main(["sandbox", "build"]) == 0  # already built: returns at once with its name
+    assert capsys.readouterr().out.strip() == SANDBOX_IMAGE
