@@ -17,7 +17,6 @@ from lmeval_support import (
     write_responses,
 )
 
-from rps_evals import lmeval
 from rps_evals.cli import main as rps_main
 from rps_evals.data import load_dataset
 from rps_evals.lmeval import API_ERROR_TEXT, RECORDS_KEY, read_lmeval_output
