@@ -119,18 +119,15 @@ class Executor:
         if not program.source:
             future.set_result(Execution.nothing_to_run(program))
             return future
-        inputs = list(program.test_inputs) + list(program.train_inputs)
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is closed")
             request_id = next(self._ids)
-            request = {"id": request_id, "source": program.source, "inputs": inputs,
-                       "num_tests": len(program.test_inputs), "timeout": self.timeout}
             self._pending[request_id] = (future, program)
             try:
                 if self._stdin is None:
                     self._start_runner()
-                self._stdin.write((json.dumps(request) + "\n").encode())
+                self._stdin.write(self._request_line(request_id, program))
                 self._stdin.flush()
             except (OSError, ValueError, SandboxUnavailable) as exc:
                 self._pending.pop(request_id, None)
@@ -139,6 +136,9 @@ class Executor:
                 self._runner_died(f"could not send to the sandbox runner: {exc}")
                 future.set_result(_runner_failure(program, f"sandbox runner unavailable: {exc}"))
         return future
+
+    def _request_line(self, request_id: int, program: Program) -> bytes:
+        return (runner_request(request_id, program, self.timeout) + "\n").encode()
 
     def close(self) -> None:
         with self._lock:
@@ -184,6 +184,14 @@ class Executor:
         for future, program in pending.values():
             if not future.done():
                 future.set_result(_runner_failure(program, why))
+
+
+def runner_request(request_id: int, program: Program, timeout: float) -> str:
+    """One request of the runner protocol (sandbox/runner.py), as a JSON line without its newline:
+    the test inputs first, then the training inputs."""
+    return json.dumps({"id": request_id, "source": program.source,
+                       "inputs": list(program.test_inputs) + list(program.train_inputs),
+                       "num_tests": len(program.test_inputs), "timeout": timeout})
 
 
 def _runner_failure(program: Program, why: str) -> Execution:
@@ -468,16 +476,13 @@ class DockerExecutor(Executor):
             return future
         if not self._started:
             self.start()
-        inputs = list(program.test_inputs) + list(program.train_inputs)
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is closed")
             if all(slot.broken for slot in self._slots):
                 raise SandboxUnavailable(self._slots[0].broken)
             request_id = next(self._ids)
-            request = {"id": request_id, "source": program.source, "inputs": inputs,
-                       "num_tests": len(program.test_inputs), "timeout": self.timeout}
-            self._queue.append(_Item(request_id, future, program, (json.dumps(request) + "\n").encode()))
+            self._queue.append(_Item(request_id, future, program, self._request_line(request_id, program)))
             self._pump()
         return future
 

@@ -22,6 +22,7 @@ from rps_evals.execution import (
     Program,
     _execution_from_answer,
     _runner_failure,
+    runner_request,
 )
 
 # Programs run as this user inside Inspect's docker sandbox: not the uid of the container's main
@@ -74,12 +75,7 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
     if user == PROGRAM_USER:  # our image: what programs leave in /tmp is theirs alone, delete it
         command += ["--scratch", "/tmp", "--scratch", "/dev/shm"]
     while todo:
-        requests = []
-        for i in todo:
-            program = programs[i]
-            requests.append(json.dumps({"id": i, "source": program.source,
-                                        "inputs": list(program.test_inputs) + list(program.train_inputs),
-                                        "num_tests": len(program.test_inputs), "timeout": timeout}))
+        requests = [runner_request(i, programs[i], timeout) for i in todo]
         calls = sum(len(programs[i].test_inputs) + len(programs[i].train_inputs) for i in todo)
         limit = int(timeout * calls + 2 * len(todo) + 30)  # per-call limits are the runner's; this stops a hang
         stdout, failure = "", ""
