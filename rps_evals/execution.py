@@ -82,7 +82,11 @@ class SandboxUnavailable(RuntimeError):
 
 
 class Executor:
-    """Runs programs through a runner process reached over a pair of byte streams."""
+    """Runs Programs and returns Executions; thread-safe, warm between calls, a context manager.
+
+    A backend implements `_submit` (hand one program with source to its runner, resolve the future
+    with its Execution) and `close`; programs with nothing to run never reach it.
+    """
 
     name = "abstract"
 
@@ -91,19 +95,8 @@ class Executor:
         self.workers = workers or os.cpu_count() or 1
         self._lock = threading.Lock()
         self._ids = itertools.count()
-        self._pending: dict[int, tuple[Future, Program]] = {}
-        self._stdin = None
         self._closed = False
 
-    # -- what a backend provides ------------------------------------------------------------
-    def _spawn(self) -> tuple[Any, Any]:
-        """Start a runner; return (writable binary stream, readable binary stream)."""
-        raise NotImplementedError
-
-    def _stop(self) -> None:
-        """Stop the runner started by _spawn (idempotent)."""
-
-    # -- the interface ----------------------------------------------------------------------
     def run(self, programs: Sequence[Program], progress: Callable[[], None] | None = None) -> list[Execution]:
         """Run every program on its test inputs then its train inputs; results in input order."""
         futures = [self.submit(program) for program in programs]
@@ -118,72 +111,24 @@ class Executor:
         future: Future = Future()
         if not program.source:
             future.set_result(Execution.nothing_to_run(program))
-            return future
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("executor is closed")
-            request_id = next(self._ids)
-            self._pending[request_id] = (future, program)
-            try:
-                if self._stdin is None:
-                    self._start_runner()
-                self._stdin.write(self._request_line(request_id, program))
-                self._stdin.flush()
-            except (OSError, ValueError, SandboxUnavailable) as exc:
-                self._pending.pop(request_id, None)
-                if isinstance(exc, SandboxUnavailable):
-                    raise
-                self._runner_died(f"could not send to the sandbox runner: {exc}")
-                future.set_result(_runner_failure(program, f"sandbox runner unavailable: {exc}"))
+        else:
+            self._submit(program, future)
         return future
+
+    def _submit(self, program: Program, future: Future) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def _request_line(self, request_id: int, program: Program) -> bytes:
         return (runner_request(request_id, program, self.timeout) + "\n").encode()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            stdin, self._stdin = self._stdin, None
-        if stdin is not None:
-            try:
-                stdin.close()
-            except OSError:
-                pass
-        self._stop()
 
     def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    # -- plumbing ---------------------------------------------------------------------------
-    def _start_runner(self) -> None:
-        stdin, stdout = self._spawn()
-        self._stdin = stdin
-        threading.Thread(target=self._read_answers, args=(stdout, stdin), daemon=True).start()
-
-    def _read_answers(self, stdout, stdin) -> None:
-        for line in stdout:
-            try:
-                answer = json.loads(line)
-            except ValueError:
-                continue
-            with self._lock:
-                entry = self._pending.pop(answer.get("id"), None)
-            if entry is not None:
-                entry[0].set_result(_execution_from_answer(entry[1], answer))
-        with self._lock:
-            if self._stdin is stdin:  # the runner ended while we still used it
-                self._stdin = None
-                self._runner_died("the sandbox runner exited unexpectedly")
-
-    def _runner_died(self, why: str) -> None:
-        """Fail only the programs that were in flight; the next submit starts a new runner."""
-        pending, self._pending = self._pending, {}
-        for future, program in pending.values():
-            if not future.done():
-                future.set_result(_runner_failure(program, why))
 
 
 def runner_request(request_id: int, program: Program, timeout: float) -> str:
@@ -209,7 +154,11 @@ def _execution_from_answer(program: Program, answer: dict) -> Execution:
 
 
 class LocalExecutor(Executor):
-    """UNSAFE: runs programs in a runner subprocess on this machine, limited only by rlimits."""
+    """UNSAFE: runs programs in a runner subprocess on this machine, limited only by rlimits.
+
+    One runner process, started on first use; its answers are read by a thread and matched to
+    futures by id. If it dies, only the programs in flight fail and the next submit starts another.
+    """
 
     name = "local"
 
@@ -217,24 +166,71 @@ class LocalExecutor(Executor):
         super().__init__(timeout, workers)
         self.memory_mb = memory_mb
         self._proc: subprocess.Popen | None = None
+        self._pending: dict[int, tuple[Future, Program]] = {}
 
-    def _spawn(self):
+    def _submit(self, program: Program, future: Future) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is closed")
+            request_id = next(self._ids)
+            self._pending[request_id] = (future, program)
+            try:
+                if self._proc is None:
+                    self._start_runner()
+                self._proc.stdin.write(self._request_line(request_id, program))
+                self._proc.stdin.flush()
+            except (OSError, ValueError) as exc:
+                self._pending.pop(request_id, None)
+                self._runner_died(f"could not send to the sandbox runner: {exc}")
+                future.set_result(_runner_failure(program, f"sandbox runner unavailable: {exc}"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # the runner finishes what it has, answers, and exits
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _start_runner(self) -> None:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
-        self._proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-I", RUNNER_PATH, "--workers", str(self.workers),
              "--timeout", str(self.timeout), "--memory-mb", str(self.memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
         )
-        return self._proc.stdin, self._proc.stdout
+        self._proc = proc
+        threading.Thread(target=self._read_answers, args=(proc,), daemon=True).start()
 
-    def _stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
+    def _read_answers(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                entry = self._pending.pop(answer.get("id"), None)
+            if entry is not None:
+                entry[0].set_result(_execution_from_answer(entry[1], answer))
+        with self._lock:
+            if self._proc is proc:  # the runner ended while we still used it
+                self._proc = None
+                self._runner_died("the sandbox runner exited unexpectedly")
+
+    def _runner_died(self, why: str) -> None:
+        """Fail only the programs that were in flight (call with the lock held)."""
+        pending, self._pending = self._pending, {}
+        for future, program in pending.values():
+            if not future.done():
+                future.set_result(_runner_failure(program, why))
 
 
 # -- the Docker sandbox ----------------------------------------------------------------------------
@@ -469,11 +465,7 @@ class DockerExecutor(Executor):
                 raise SandboxUnavailable(f"no sandbox container started: {errors[0]}")
         return self
 
-    def submit(self, program: Program) -> Future:
-        future: Future = Future()
-        if not program.source:
-            future.set_result(Execution.nothing_to_run(program))
-            return future
+    def _submit(self, program: Program, future: Future) -> None:
         if not self._started:
             self.start()
         with self._lock:
@@ -484,7 +476,6 @@ class DockerExecutor(Executor):
             request_id = next(self._ids)
             self._queue.append(_Item(request_id, future, program, self._request_line(request_id, program)))
             self._pump()
-        return future
 
     def close(self) -> None:
         with self._lock:
