@@ -219,7 +219,10 @@ def count(units: dict[Any, bool]) -> dict[str, Any]:
 
 def arc_prize_score(records: Sequence[AttemptRecord], k: int) -> float:
     """Mean over tasks of the fraction of its test outputs matched by attempt 1 or 2."""
-    units = metric_units(records, k)["test_output_exact"]
+    return _prize_from_units(metric_units(records, k)["test_output_exact"])
+
+
+def _prize_from_units(units: dict[Any, bool]) -> float:
     per_task: dict[str, list[bool]] = {}
     for (task_id, _), matched in units.items():
         per_task.setdefault(task_id, []).append(matched)
@@ -239,7 +242,7 @@ def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
         "attempts_per_task": k,
         "num_tasks": len(dataset.tasks),
         "metrics": {name: count(u) for name, u in units.items()},
-        "arc_prize_score": arc_prize_score(complete, k),
+        "arc_prize_score": _prize_from_units(units["test_output_exact"]),
         "stop_reason_unknown": unknown_stops,
     }
     if unknown_stops:
