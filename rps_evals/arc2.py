@@ -8,7 +8,7 @@ with 167 test outputs; up to 4 test inputs per task). Scoring rules: docs/metric
 from inspect_ai import Task, task
 
 from rps_evals.execution import DEFAULT_TIMEOUT
-from rps_evals.inspect_task import arc_task
+from rps_evals.inspect_eval.task import arc_task
 
 
 @task

@@ -43,7 +43,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Turn an Inspect log or an lm-eval output into a run directory, without re-running anything."""
-    from rps_evals.reports import read_front_end_run
+    from rps_evals.reports.readers import read_front_end_run
 
     dataset, records, k, options = read_front_end_run(args.log)
     result = write_run(args.out, dataset, records, k, **options)
@@ -85,7 +85,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from rps_evals.execution import ensure_image, remove_leftover_containers
+    from rps_evals.execution.image import ensure_image, remove_leftover_containers
 
     if args.action == "build":
         offline = {"auto": None, "online": False, "offline": True}[args.mode]

@@ -19,7 +19,6 @@ from rps_evals.execution import Execution, Executor, Program
 from rps_evals.parse import Grid, as_grid, parse_response
 from rps_evals.prompt import PROMPT_VERSION
 
-SOURCES = ("executed_program", "json_fallback", "invalid")
 STOP_REASONS = ("stop", "max_tokens", "model_length")
 TOKEN_LIMIT_REASONS = ("max_tokens", "model_length")
 OFFICIAL_ATTEMPTS = 2  # solves and exact accuracy use attempts 1 and 2 only

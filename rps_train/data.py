@@ -40,7 +40,6 @@ REQUIRED_TRACE_COLUMNS = ("task_id", "reasoning", "code", "predicted_test_output
 # Where a task id's grids are taken from, in order (ids shared by both have identical grids).
 SOURCE_DATASETS = ("arc2:training", "arc1:training")
 EVAL_DATASETS = ("arc1:evaluation", "arc2:evaluation")
-ARC1_DATASETS = ("arc1:training", "arc1:evaluation")
 STAGES = ("stage1", "stage2")
 TIERS = ("arc1_training", "arc1_eval_in_arc2_training", "arc2_only")
 COUNTS = (  # every count the manifest reports, zero or not
@@ -188,7 +187,7 @@ def load_traces(spec: str, split: str = "train", revision: str | None = None) ->
 
 def load_rejected(spec: str) -> tuple[list[dict], dict]:
     """Attempt dicts (attempts.jsonl keys) from an attempts file or run directory, or from a front
-    end's log (an Inspect log of rps_evals/arc1|arc2) read by the core's `rps_evals.reports`."""
+    end's log (an Inspect log of rps_evals/arc1|arc2) read by the core's `rps_evals.reports.readers`."""
     from rps_evals.records import InputError, read_attempts
 
     path = Path(spec)
@@ -209,7 +208,7 @@ def load_rejected(spec: str) -> tuple[list[dict], dict]:
             info["format"] = "attempts.jsonl"
             records = read_attempts(path)
         else:
-            from rps_evals.reports import read_front_end_run
+            from rps_evals.reports.readers import read_front_end_run
 
             dataset, records, _, _ = read_front_end_run(path)
             info.update(format="front-end log", dataset=dataset.name)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from rps_evals.data import load_dataset
-from rps_evals.execution import LocalExecutor
+from rps_evals.execution.local import LocalExecutor
 from rps_evals.records import read_responses
 from rps_evals.scoring import score_attempts
 

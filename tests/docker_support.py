@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from rps_evals.execution import LABEL, SandboxUnavailable, docker_client, ensure_image
+from rps_evals.execution import SandboxUnavailable
+from rps_evals.execution.image import LABEL, docker_client, ensure_image
 
 _image: list[str] = []
 

@@ -13,7 +13,7 @@ from inspect_ai import eval as inspect_eval  # noqa: E402
 
 from rps_evals.arc1 import arc1  # noqa: E402
 from rps_evals.cli import main as rps_main  # noqa: E402
-from rps_evals.replay import demo_responses_path  # noqa: E402
+from rps_evals.inspect_eval.replay import demo_responses_path  # noqa: E402
 from docker_support import require_image  # noqa: E402
 from inspect_support import DEMO_IDS, assert_same_numbers, core_score, inspect_metrics  # noqa: E402
 

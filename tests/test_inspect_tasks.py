@@ -23,8 +23,8 @@ from inspect_ai.model import get_model, modelapi  # noqa: E402
 from rps_evals.arc1 import arc1  # noqa: E402
 from rps_evals.arc2 import arc2  # noqa: E402
 from rps_evals.cli import main as rps_main  # noqa: E402
-from rps_evals.inspect_task import SCORER_NAME, TaskParameterError, current_attempt  # noqa: E402
-from rps_evals.replay import ReplayAPI, ReplayedAPIError, demo_responses_path  # noqa: E402
+from rps_evals.inspect_eval.task import SCORER_NAME, TaskParameterError  # noqa: E402
+from rps_evals.inspect_eval.replay import ReplayAPI, ReplayedAPIError, current_attempt, demo_responses_path  # noqa: E402
 from rps_evals.scoring import METRICS  # noqa: E402
 from inspect_support import BASELINE, DEMO_IDS, ROOT, assert_same_numbers, core_score, inspect_metrics, report  # noqa: E402
 

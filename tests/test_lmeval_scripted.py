@@ -19,7 +19,8 @@ from lmeval_support import (
 
 from rps_evals.cli import main as rps_main
 from rps_evals.data import load_dataset
-from rps_evals.lmeval import API_ERROR_TEXT, RECORDS_KEY, read_lmeval_output
+from rps_evals.lmeval import API_ERROR_TEXT, RECORDS_KEY
+from rps_evals.reports.readers import read_lmeval_output
 from rps_evals.scoring import METRICS, AttemptRecord, metric_units
 
 TASK, DATASET, N_DOCS, TIMEOUT = "arc1_prog_training", "arc1:training", 7, 1.0

@@ -10,6 +10,7 @@ import pytest
 from lmeval_support import TASKS_DIR
 
 from rps_evals import lmeval
+from rps_evals.reports import readers
 from rps_evals.cli import main as rps_main
 from rps_evals.data import load_dataset
 from rps_evals.execution import SandboxUnavailable
@@ -139,14 +140,14 @@ def test_report_refuses_what_is_not_one_arc_task(tmp_path):
     date = "2025-01-01T00-00-00.000001"
     _fake_run(tmp_path / "group" / "model", date, ["arc1_prog", "arc2_prog"])
     with pytest.raises(InputError, match="several ARC tasks.*samples_arc1_prog_"):
-        lmeval.read_lmeval_output(tmp_path / "group")
+        readers.read_lmeval_output(tmp_path / "group")
     (tmp_path / "nosamples").mkdir()
     (tmp_path / "nosamples" / f"results_{date}.json").write_text(json.dumps({"results": {}, "configs": {}}))
     with pytest.raises(InputError, match="--log_samples"):
-        lmeval.read_lmeval_output(tmp_path / "nosamples")
+        readers.read_lmeval_output(tmp_path / "nosamples")
     _fake_run(tmp_path / "two", date, ["arc1_prog"])
     _fake_run(tmp_path / "two", "2025-01-02T00-00-00.000001", ["arc1_prog"])
     with pytest.raises(InputError, match="holds 2 lm-eval runs"):
-        lmeval.read_lmeval_output(tmp_path / "two")
-    assert lmeval.is_lmeval_output(tmp_path / "two") and not lmeval.is_lmeval_output(tmp_path / "nothing")
+        readers.read_lmeval_output(tmp_path / "two")
+    assert readers.is_lmeval_output(tmp_path / "two") and not readers.is_lmeval_output(tmp_path / "nothing")
     assert rps_main(["report", str(tmp_path / "group"), "--out", str(tmp_path / "run")]) == 2

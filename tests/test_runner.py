@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from rps_evals.execution import RUNNER_PATH, LocalExecutor, Program
+from rps_evals.execution import Program
+from rps_evals.execution.local import LocalExecutor
+from rps_evals.execution.protocol import RUNNER_PATH
 
 G1, G2, T1 = [[1, 2], [3, 4]], [[5, 6]], [[7]]
 

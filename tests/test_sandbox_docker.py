@@ -20,16 +20,10 @@ import pytest
 
 from docker_support import containers_labelled, require_engine, require_image
 from rps_evals.data import load_dataset
-from rps_evals.execution import (
-    LABEL,
-    SANDBOX_IMAGE,
-    DockerExecutor,
-    LocalExecutor,
-    Program,
-    SandboxUnavailable,
-    get_executor,
-    sandbox_hash,
-)
+from rps_evals.execution import Program, SandboxUnavailable, get_executor
+from rps_evals.execution.docker import DockerExecutor
+from rps_evals.execution.image import LABEL, SANDBOX_IMAGE, sandbox_hash
+from rps_evals.execution.local import LocalExecutor
 from sandbox_programs import catalogue, program_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +134,8 @@ def test_no_container_left_after_close_or_an_exception():
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from rps_evals.execution import DockerExecutor, Program
+    from rps_evals.execution import Program
+    from rps_evals.execution.docker import DockerExecutor
     executor = DockerExecutor(workers=2, timeout=3.0)
     with executor:
         futures = [executor.submit(Program("import time\\ndef transform(g):\\n    time.sleep(1e9)\\n", [[[1]]]))
@@ -261,7 +256,7 @@ def test_inspect_docker_sandbox_runs_the_same_runner(tmp_path):
         from inspect_ai.scorer import Score, accuracy, scorer
         from inspect_ai.solver import solver
         from rps_evals.execution import Program
-        from rps_evals.inspect_sandbox import compose_file, run_in_inspect_sandbox
+        from rps_evals.inspect_eval.sandbox import compose_file, run_in_inspect_sandbox
 
         PROGRAMS = [
             Program("import numpy as np\\ndef transform(g):\\n    return np.rot90(np.array(g), 2)\\n", [[[1, 2]]], [[[3, 4]]]),

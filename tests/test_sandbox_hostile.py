@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import pytest
 
 from docker_support import require_image
-from rps_evals.execution import DockerExecutor, Program
+from rps_evals.execution import Program
+from rps_evals.execution.docker import DockerExecutor
 
 pytestmark = pytest.mark.docker
 

@@ -14,14 +14,13 @@ import os
 from importlib.resources import files
 from typing import Sequence
 
-from rps_evals.execution import (
-    DEFAULT_TIMEOUT,
+from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Program
+from rps_evals.execution.image import SANDBOX_IMAGE
+from rps_evals.execution.protocol import (
     RUNNER_IN_IMAGE,
-    SANDBOX_IMAGE,
-    Execution,
-    Program,
-    _execution_from_answer,
-    _runner_failure,
+    execution_from_answer,
+    runner_command,
+    runner_failure,
     runner_request,
 )
 
@@ -68,8 +67,7 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
             todo.append(i)
         else:
             results[i] = Execution.nothing_to_run(program)
-    command = ["python3", "-I", RUNNER_IN_IMAGE, "--workers", "1", "--timeout", str(timeout),
-               "--memory-mb", str(memory_mb)]
+    command = runner_command(RUNNER_IN_IMAGE, timeout=timeout, memory_mb=memory_mb)
     if not any("scipy" in (programs[i].source or "") for i in todo):
         command.append("--no-preload")  # a runner started per batch: import scipy only when used
     if user == PROGRAM_USER:  # our image: what programs leave in /tmp is theirs alone, delete it
@@ -98,7 +96,7 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
                 continue
             i = answer.get("id") if isinstance(answer, dict) else None
             if isinstance(i, int) and i in todo and results[i] is None:
-                results[i] = _execution_from_answer(programs[i], answer)
+                results[i] = execution_from_answer(programs[i], answer)
                 answered += 1
         remaining = [i for i in todo if results[i] is None]
         if not remaining:
@@ -110,6 +108,6 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
                 results[i] = (await run_in_inspect_sandbox([programs[i]], timeout, sandbox_name=sandbox_name,
                                                            memory_mb=memory_mb, user=user))[0]
             break
-        results[remaining[0]] = _runner_failure(programs[remaining[0]], failure)
+        results[remaining[0]] = runner_failure(programs[remaining[0]], failure)
         todo = remaining[1:]
     return [r for r in results]  # type: ignore[misc]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from contextvars import ContextVar
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ from rps_evals.records import read_responses
 from rps_evals.scoring import Response
 
 DEMO_RESPONSES = "demo_arc1_training.jsonl"
+# Set by the task's solver around each generate call, so the replay model knows which attempt it serves.
+current_attempt: ContextVar[tuple[str, int] | None] = ContextVar("rps_evals_attempt", default=None)
 
 
 def demo_responses_path() -> Path:
@@ -97,8 +100,6 @@ class ReplayAPI(ModelAPI):
 
     def _which(self, n: int) -> tuple[str, int]:
         """(task id, first attempt) of this request."""
-        from rps_evals.inspect_task import current_attempt
-
         asked = current_attempt.get()
         if asked is not None:
             return asked

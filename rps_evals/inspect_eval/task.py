@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from contextvars import ContextVar
 from typing import Any, Sequence
 
 import anyio
@@ -33,10 +32,11 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import LimitExceededError
 
 from rps_evals.data import DATASETS, DatasetError, load_dataset
-from rps_evals.execution import DEFAULT_TIMEOUT, SANDBOX_IMAGE, Execution, Program, shared_executor
-from rps_evals.inspect_sandbox import compose_file, run_in_inspect_sandbox
+from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Program, shared_executor
+from rps_evals.execution.image import SANDBOX_IMAGE
+from rps_evals.inspect_eval.sandbox import compose_file, run_in_inspect_sandbox
 from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
-from rps_evals.replay import ReplayedAPIError
+from rps_evals.inspect_eval.replay import ReplayedAPIError, current_attempt
 from rps_evals.scoring import (
     METRICS,
     AttemptRecord,
@@ -59,8 +59,6 @@ NUM_CHOICES_APIS = ("OpenAIAPI", "OpenAICompatibleAPI", "VLLMAPI", "SGLangAPI", 
 _STOP_REASONS = {"stop": "stop", "max_tokens": "max_tokens", "model_length": "model_length",
                  "tool_calls": "stop", "content_filter": "stop"}
 
-# Set by the solver around each generate call, so the replay model knows which attempt it serves.
-current_attempt: ContextVar[tuple[str, int] | None] = ContextVar("rps_evals_attempt", default=None)
 
 
 class TaskParameterError(ValueError):
@@ -168,7 +166,7 @@ def _sandbox_spec(sandbox: str) -> tuple[str, Any]:
 def _check_image(image: str) -> None:
     """Fail at once, not in every sample, when the sandbox image is missing (it is never pulled)."""
     build = ("run `rps-evals sandbox build` (or `bash sandbox/build_offline.sh` where no registry is "
-             "reachable; from Python: rps_evals.execution.ensure_image()); see docs/sandbox.md")
+             "reachable; from Python: rps_evals.execution.image.ensure_image()); see docs/sandbox.md")
     try:
         found = subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:

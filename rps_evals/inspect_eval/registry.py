@@ -11,7 +11,7 @@ from rps_evals.arc2 import arc2
 @modelapi(name="rps")
 def rps() -> type[ModelAPI]:
     """`--model rps/replay [-M responses=FILE.jsonl]`: serve recorded generations."""
-    from rps_evals.replay import ReplayAPI
+    from rps_evals.inspect_eval.replay import ReplayAPI
 
     return ReplayAPI
 

@@ -25,7 +25,6 @@ transform call), `rps_tokenizer`, `rps_api_backend` (true/false, to override the
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -34,10 +33,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rps_evals.data import Dataset, Task, load_dataset
+from rps_evals.data import Task, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, Executor, shared_executor
 from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
-from rps_evals.records import InputError
 from rps_evals.scoring import (
     AttemptRecord,
     Response,
@@ -321,167 +319,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# -- reading lm-eval's --output_path for `rps-evals report` ---------------------------------------
-
-def is_lmeval_output(path: str | Path) -> bool:
-    """lm-eval's --output_path (folder), a results JSON in it, or a samples_*.jsonl file."""
-    path = Path(path)
-    if path.is_dir():
-        return any(p.name.startswith("results_") for p in path.rglob("*.json"))
-    if path.is_file() and path.suffix == ".jsonl":
-        return path.name.startswith("samples_")
-    if path.is_file() and path.suffix == ".json":
-        try:
-            with path.open("rb") as f:
-                head = f.read(64).decode("utf-8", "replace")
-        except OSError:
-            return False
-        return head.lstrip("{ \n\r\t").startswith('"results"')
-    return False
-
-
-def _find_files(path: Path) -> tuple[Path, list[Path]]:
-    """The results JSON and the samples files of one lm-eval run, from any of its paths."""
-    if path.is_dir():
-        results = sorted(p for p in path.rglob("*.json") if p.name.startswith("results_"))
-        if not results:
-            raise InputError(f"{path}: no lm-eval results_*.json found (was lm_eval run with --output_path?)")
-        if len(results) > 1:
-            raise InputError(f"{path} holds {len(results)} lm-eval runs; pass one of: "
-                             + ", ".join(str(p) for p in results))
-        results_file = results[0]
-    elif path.suffix == ".jsonl" and path.name.startswith("samples_"):
-        date = path.stem.rsplit("_", 1)[-1]
-        matches = sorted(p for p in path.parent.glob(f"*_{date}.json"))
-        if not matches:
-            raise InputError(f"{path}: the results file of this run (*_{date}.json) is not next to it")
-        return matches[0], [path]
-    elif path.suffix == ".json" and path.is_file():
-        results_file = path
-    else:
-        raise InputError(f"{path}: not an lm-eval output (a results_*.json, samples_*.jsonl, or their folder)")
-    date = results_file.stem.rsplit("_", 1)[-1]
-    return results_file, sorted(results_file.parent.glob(f"samples_*_{date}.jsonl"))
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from None
-
-
-def _read_samples(path: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read lm-eval samples {path}: {exc}") from None
-
-
-def _arc_task_name(samples_file: Path, configs: dict) -> str | None:
-    """The lm-eval task a samples file belongs to, if it is one of ours."""
-    for name in sorted(configs, key=len, reverse=True):  # longest first: arc1_prog_training before arc1_prog
-        if samples_file.name.startswith(f"samples_{name}_") and name in configs:
-            meta = configs[name].get("metadata") or {}
-            return name if meta.get("arc_dataset") else None
-    return None
-
-
-def read_lmeval_output(path: str | Path) -> tuple[Dataset, list[AttemptRecord], int, dict[str, Any]]:
-    """(dataset, records, k, summary options) of one ARC task of an lm-eval run, for `write_run`.
-
-    Reads the results JSON and the logged samples (`--log_samples`). Records come from the samples
-    (lm-eval logged each doc's attempt records), so nothing is re-run; samples logged without them
-    (`--predict_only`) are scored now with the core, in the run's `rps_sandbox`, else RPS_SANDBOX,
-    else docker.
-    """
-    results_file, sample_files = _find_files(Path(path))
-    results = _read_json(results_file)
-    configs = results.get("configs") or {}
-    ours = [(f, name) for f in sample_files if (name := _arc_task_name(f, configs))]
-    if not ours:
-        if not sample_files:
-            raise InputError(f"{results_file}: no samples_*.jsonl next to it; run lm_eval with --log_samples")
-        raise InputError(f"{results_file}: no arc_prog task in this lm-eval run")
-    if len(ours) > 1:
-        raise InputError(f"{results_file}: this run has several ARC tasks ({', '.join(n for _, n in ours)}) and a "
-                         "run directory holds one dataset; pass one samples file: "
-                         + ", ".join(str(f) for f, _ in ours))
-    samples_file, task_name = ours[0]
-    config = configs[task_name]
-    samples = _read_samples(samples_file)
-    if not samples:
-        raise InputError(f"{samples_file}: no samples")
-    dataset_name = samples[0]["doc"]["dataset"]
-    dataset = load_dataset(dataset_name)
-    logged_hash = samples[0]["doc"].get("dataset_hash")
-    if logged_hash and logged_hash != dataset.file_hash:
-        raise InputError(f"{samples_file}: the run used another version of {dataset_name} "
-                         f"(data hash {logged_hash[:12]}, installed {dataset.file_hash[:12]})")
-    k = int(config.get("repeats") or len(samples[0]["resps"][0]))
-
-    counts = (results.get("n-samples") or {}).get(task_name) or {}
-    logged_ids = [s["doc"]["task_id"] for s in sorted(samples, key=lambda s: s["doc_id"])]
-    if counts.get("effective", len(dataset.tasks)) < len(dataset.tasks):
-        # --limit / --samples: the run's denominators are the docs lm-eval evaluated
-        if len(set(logged_ids)) != counts["effective"]:
-            raise InputError(f"{samples_file}: {len(set(logged_ids))} docs logged, lm-eval evaluated "
-                             f"{counts['effective']}")
-        dataset = dataset.select(logged_ids)
-
-    records: list[AttemptRecord] = []
-    to_score = []
-    for sample in samples:
-        doc, texts = sample["doc"], _completions(sample["resps"])
-        if doc["task_id"] not in dataset.tasks:
-            raise InputError(f"{samples_file}: task {doc['task_id']} is not in {dataset.name}")
-        if RECORDS_KEY in sample:
-            for data in sample[RECORDS_KEY]:
-                record = AttemptRecord.from_dict(data)
-                if record.completion is None and not record.missing and record.api_error is None:
-                    record.completion = texts[record.attempt - 1] if record.attempt <= len(texts) else None
-                records.append(record)
-        else:
-            args = (sample.get("arguments") or {}).get("gen_args_0") or {}
-            to_score.append((doc["task_id"], texts, args.get("arg_1") if isinstance(args.get("arg_1"), dict) else None))
-    if to_score:
-        context = ScoringContext.from_metadata(config.get("metadata"))
-        for task_records in score_docs(dataset.name, to_score, context, k).values():
-            records.extend(task_records)
-
-    seen = set()
-    for record in records:
-        key = (record.task_id, record.attempt)
-        if key in seen:
-            raise InputError(f"{samples_file}: duplicate record for task {key[0]} attempt {key[1]}")
-        seen.add(key)
-    prompt_version = samples[0]["doc"].get("prompt_version", PROMPT_VERSION)
-    return dataset, records, k, {"prompt_version": prompt_version}
-
-
 # -- where the tasks are ---------------------------------------------------------------------------
 
 def tasks_path() -> Path:
     """The folder for `lm_eval --include_path`: the installed copy (pyproject maps tasks/ to
     rps_evals/tasks), else the source checkout's tasks/ (editable installs, a plain clone)."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "tasks", here.parent / "tasks"):
+    for candidate in (here.parent / "tasks", here.parent.parent / "tasks"):
         if (candidate / "arc_prog" / "arc_prog.yaml").is_file():
             return candidate
     raise FileNotFoundError("the arc_prog lm-eval tasks are not installed with this package")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rps_evals.lmeval",
-                                     description="Helpers for the lm-eval arc_prog tasks.")
-    parser.add_argument("--tasks-path", action="store_true", help="print the folder to pass to --include_path")
-    args = parser.parse_args(argv)
-    if not args.tasks_path:
-        parser.print_help()
-        return 2
-    print(tasks_path())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

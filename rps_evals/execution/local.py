@@ -1,0 +1,91 @@
+"""UNSAFE backend: the runner as a subprocess of this machine, limited only by rlimits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+
+from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program
+from rps_evals.execution.protocol import RUNNER_PATH, execution_from_answer, request_line, runner_command, runner_failure
+
+
+class LocalExecutor(Executor):
+    """UNSAFE: runs programs in a runner subprocess on this machine, limited only by rlimits.
+
+    One runner process, started on first use; its answers are read by a thread and matched to
+    futures by id. If it dies, only the programs in flight fail and the next submit starts another.
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None, memory_mb: int = 1024):
+        super().__init__(timeout, workers)
+        self.memory_mb = memory_mb
+        self._proc: subprocess.Popen | None = None
+        self._pending: dict[int, tuple[Future, Program]] = {}
+
+    def _submit(self, program: Program, future: Future) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("executor is closed")
+            request_id = next(self._ids)
+            self._pending[request_id] = (future, program)
+            try:
+                if self._proc is None:
+                    self._start_runner()
+                self._proc.stdin.write(request_line(request_id, program, self.timeout))
+                self._proc.stdin.flush()
+            except (OSError, ValueError) as exc:
+                self._pending.pop(request_id, None)
+                self._runner_died(f"could not send to the sandbox runner: {exc}")
+                future.set_result(runner_failure(program, f"sandbox runner unavailable: {exc}"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # the runner finishes what it has, answers, and exits
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def _start_runner(self) -> None:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}
+        proc = subprocess.Popen(
+            [sys.executable, *runner_command(RUNNER_PATH, timeout=self.timeout, memory_mb=self.memory_mb,
+                                             workers=self.workers)[1:]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd="/",
+        )
+        self._proc = proc
+        threading.Thread(target=self._read_answers, args=(proc,), daemon=True).start()
+
+    def _read_answers(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                entry = self._pending.pop(answer.get("id"), None)
+            if entry is not None:
+                entry[0].set_result(execution_from_answer(entry[1], answer))
+        with self._lock:
+            if self._proc is proc:  # the runner ended while we still used it
+                self._proc = None
+                self._runner_died("the sandbox runner exited unexpectedly")
+
+    def _runner_died(self, why: str) -> None:
+        """Fail only the programs that were in flight (call with the lock held)."""
+        pending, self._pending = self._pending, {}
+        for future, program in pending.values():
+            if not future.done():
+                future.set_result(runner_failure(program, why))

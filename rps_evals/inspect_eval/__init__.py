@@ -1,0 +1,3 @@
+"""The Inspect AI front end: the task and its scorer (`task.py`), the replay model (`replay.py`), the
+glue to Inspect's own sandboxes (`sandbox.py`) and the entry point Inspect loads (`registry.py`).
+`rps_evals/arc1.py` and `arc2.py` stay one level up so `inspect eval rps_evals/arc2.py` finds them."""

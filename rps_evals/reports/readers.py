@@ -1,0 +1,238 @@
+"""`rps-evals report`: turn a front end's output into the core's run (dataset, records, k), so the
+run directory, `compare` and `gate` are the same whichever front end produced it.
+
+Nothing is parsed or executed again: the front ends stored the scored attempt records when they
+ran. Each front end contributes one (what it reads, detect, read) row to FRONT_ENDS; a reader
+imports its framework only when it runs, so reporting one kind of output never needs the other's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+from rps_evals.data import Dataset, DatasetError, load_dataset
+from rps_evals.lmeval import RECORDS_KEY, ScoringContext, _completions, score_docs
+from rps_evals.prompt import PROMPT_VERSION
+from rps_evals.records import InputError
+from rps_evals.scoring import AttemptRecord
+
+FrontEndRun = tuple[Dataset, list[AttemptRecord], int, dict[str, Any]]
+
+
+def read_front_end_run(path: str | Path) -> FrontEndRun:
+    """(dataset, attempt records, k, options for summarize) of an Inspect log or lm-eval output."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    for _name, detect, read in FRONT_ENDS:
+        if detect(path):
+            return read(path)
+    kinds = "; ".join(name for name, _, _ in FRONT_ENDS)
+    raise InputError(f"{path} is not an output this command reads ({kinds})")
+
+
+# -- Inspect AI ------------------------------------------------------------------------------------
+
+def is_inspect_log(path: Path) -> bool:
+    """An Inspect log: a .eval archive, or a .json log with Inspect's top-level fields."""
+    if path.is_file() and path.suffix == ".eval":
+        return zipfile.is_zipfile(path)
+    if path.is_file() and path.suffix == ".json":
+        try:
+            with path.open("rb") as f:
+                head = f.read(256).decode("utf-8", "replace")
+        except OSError:
+            return False
+        return re.match(r'\s*\{\s*"version"\s*:\s*\d+\s*,\s*"status"\s*:', head) is not None
+    return False
+
+
+def read_inspect_log(path: Path) -> FrontEndRun:
+    """The run recorded in an Inspect log of rps_evals/arc1 or arc2: the records come from each
+    sample's score metadata; planned samples with no score count as missing attempts."""
+    from inspect_ai.log import read_eval_log
+
+    from rps_evals.inspect_eval.task import SCORER_NAME
+
+    try:
+        log = read_eval_log(str(path))
+    except Exception as exc:  # a damaged or foreign file
+        raise InputError(f"cannot read Inspect log {path}: {exc}") from None
+    meta = (log.eval.metadata or {}).get("rps_evals")
+    if not meta:
+        raise InputError(f"{path} is an Inspect log of task {log.eval.task!r}, not of rps_evals/arc1 or arc2")
+    try:
+        dataset = load_dataset(meta["dataset"])
+    except DatasetError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if meta.get("dataset_hash") and meta["dataset_hash"] != dataset.file_hash:
+        raise InputError(f"{path} was scored on another version of {dataset.name} "
+                         f"(data file hash {meta['dataset_hash'][:12]}..., installed {dataset.file_hash[:12]}...)")
+    if (log.eval.config.epochs or 1) > 1:
+        raise InputError(f"{path} ran {log.eval.config.epochs} epochs; use -T attempts=K for K attempts per task")
+    planned = [str(i) for i in (log.eval.dataset.sample_ids or [])]
+    if not planned:
+        raise InputError(f"{path} records no sample ids")
+    try:
+        dataset = dataset.select(planned)
+    except DatasetError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    k = int(meta["attempts"])
+    records: list[AttemptRecord] = []
+    for sample in log.samples or []:
+        score = (sample.scores or {}).get(SCORER_NAME)
+        if score is None or not score.metadata or "attempts" not in score.metadata:
+            continue  # never scored: complete_records makes its attempts `missing`
+        records.extend(AttemptRecord.from_dict(d) for d in score.metadata["attempts"])
+    if log.samples is None:
+        raise InputError(f"{path} has no samples (was it written with --no-log-samples?)")
+    return dataset, records, k, {"prompt_version": meta.get("prompt_version", "unknown")}
+
+
+# -- lm-eval --------------------------------------------------------------------------------------
+
+def is_lmeval_output(path: str | Path) -> bool:
+    """lm-eval's --output_path (folder), a results JSON in it, or a samples_*.jsonl file."""
+    path = Path(path)
+    if path.is_dir():
+        return any(p.name.startswith("results_") for p in path.rglob("*.json"))
+    if path.is_file() and path.suffix == ".jsonl":
+        return path.name.startswith("samples_")
+    if path.is_file() and path.suffix == ".json":
+        try:
+            with path.open("rb") as f:
+                head = f.read(64).decode("utf-8", "replace")
+        except OSError:
+            return False
+        return head.lstrip("{ \n\r\t").startswith('"results"')
+    return False
+
+
+def _find_files(path: Path) -> tuple[Path, list[Path]]:
+    """The results JSON and the samples files of one lm-eval run, from any of its paths."""
+    if path.is_dir():
+        results = sorted(p for p in path.rglob("*.json") if p.name.startswith("results_"))
+        if not results:
+            raise InputError(f"{path}: no lm-eval results_*.json found (was lm_eval run with --output_path?)")
+        if len(results) > 1:
+            raise InputError(f"{path} holds {len(results)} lm-eval runs; pass one of: "
+                             + ", ".join(str(p) for p in results))
+        results_file = results[0]
+    elif path.suffix == ".jsonl" and path.name.startswith("samples_"):
+        date = path.stem.rsplit("_", 1)[-1]
+        matches = sorted(p for p in path.parent.glob(f"*_{date}.json"))
+        if not matches:
+            raise InputError(f"{path}: the results file of this run (*_{date}.json) is not next to it")
+        return matches[0], [path]
+    elif path.suffix == ".json" and path.is_file():
+        results_file = path
+    else:
+        raise InputError(f"{path}: not an lm-eval output (a results_*.json, samples_*.jsonl, or their folder)")
+    date = results_file.stem.rsplit("_", 1)[-1]
+    return results_file, sorted(results_file.parent.glob(f"samples_*_{date}.jsonl"))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from None
+
+
+def _read_samples(path: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read lm-eval samples {path}: {exc}") from None
+
+
+def _arc_task_name(samples_file: Path, configs: dict) -> str | None:
+    """The lm-eval task a samples file belongs to, if it is one of ours."""
+    for name in sorted(configs, key=len, reverse=True):  # longest first: arc1_prog_training before arc1_prog
+        if samples_file.name.startswith(f"samples_{name}_") and name in configs:
+            meta = configs[name].get("metadata") or {}
+            return name if meta.get("arc_dataset") else None
+    return None
+
+
+def read_lmeval_output(path: str | Path) -> tuple[Dataset, list[AttemptRecord], int, dict[str, Any]]:
+    """(dataset, records, k, summary options) of one ARC task of an lm-eval run, for `write_run`.
+
+    Reads the results JSON and the logged samples (`--log_samples`). Records come from the samples
+    (lm-eval logged each doc's attempt records), so nothing is re-run; samples logged without them
+    (`--predict_only`) are scored now with the core, in the run's `rps_sandbox`, else RPS_SANDBOX,
+    else docker.
+    """
+    results_file, sample_files = _find_files(Path(path))
+    results = _read_json(results_file)
+    configs = results.get("configs") or {}
+    ours = [(f, name) for f in sample_files if (name := _arc_task_name(f, configs))]
+    if not ours:
+        if not sample_files:
+            raise InputError(f"{results_file}: no samples_*.jsonl next to it; run lm_eval with --log_samples")
+        raise InputError(f"{results_file}: no arc_prog task in this lm-eval run")
+    if len(ours) > 1:
+        raise InputError(f"{results_file}: this run has several ARC tasks ({', '.join(n for _, n in ours)}) and a "
+                         "run directory holds one dataset; pass one samples file: "
+                         + ", ".join(str(f) for f, _ in ours))
+    samples_file, task_name = ours[0]
+    config = configs[task_name]
+    samples = _read_samples(samples_file)
+    if not samples:
+        raise InputError(f"{samples_file}: no samples")
+    dataset_name = samples[0]["doc"]["dataset"]
+    dataset = load_dataset(dataset_name)
+    logged_hash = samples[0]["doc"].get("dataset_hash")
+    if logged_hash and logged_hash != dataset.file_hash:
+        raise InputError(f"{samples_file}: the run used another version of {dataset_name} "
+                         f"(data hash {logged_hash[:12]}, installed {dataset.file_hash[:12]})")
+    k = int(config.get("repeats") or len(samples[0]["resps"][0]))
+
+    counts = (results.get("n-samples") or {}).get(task_name) or {}
+    logged_ids = [s["doc"]["task_id"] for s in sorted(samples, key=lambda s: s["doc_id"])]
+    if counts.get("effective", len(dataset.tasks)) < len(dataset.tasks):
+        # --limit / --samples: the run's denominators are the docs lm-eval evaluated
+        if len(set(logged_ids)) != counts["effective"]:
+            raise InputError(f"{samples_file}: {len(set(logged_ids))} docs logged, lm-eval evaluated "
+                             f"{counts['effective']}")
+        dataset = dataset.select(logged_ids)
+
+    records: list[AttemptRecord] = []
+    to_score = []
+    for sample in samples:
+        doc, texts = sample["doc"], _completions(sample["resps"])
+        if doc["task_id"] not in dataset.tasks:
+            raise InputError(f"{samples_file}: task {doc['task_id']} is not in {dataset.name}")
+        if RECORDS_KEY in sample:
+            for data in sample[RECORDS_KEY]:
+                record = AttemptRecord.from_dict(data)
+                if record.completion is None and not record.missing and record.api_error is None:
+                    record.completion = texts[record.attempt - 1] if record.attempt <= len(texts) else None
+                records.append(record)
+        else:
+            args = (sample.get("arguments") or {}).get("gen_args_0") or {}
+            to_score.append((doc["task_id"], texts, args.get("arg_1") if isinstance(args.get("arg_1"), dict) else None))
+    if to_score:
+        context = ScoringContext.from_metadata(config.get("metadata"))
+        for task_records in score_docs(dataset.name, to_score, context, k).values():
+            records.extend(task_records)
+
+    seen = set()
+    for record in records:
+        key = (record.task_id, record.attempt)
+        if key in seen:
+            raise InputError(f"{samples_file}: duplicate record for task {key[0]} attempt {key[1]}")
+        seen.add(key)
+    prompt_version = samples[0]["doc"].get("prompt_version", PROMPT_VERSION)
+    return dataset, records, k, {"prompt_version": prompt_version}
+
+
+# (what it reads, detect(path), read(path)): the first row whose detect is true reads the output.
+FRONT_ENDS: list[tuple[str, Callable[[Path], bool], Callable[[Path], FrontEndRun]]] = [
+    ("an Inspect log (.eval or .json) of rps_evals/arc1 or arc2", is_inspect_log, read_inspect_log),
+    ("lm-eval output (--output_path, --log_samples) of arc_prog", is_lmeval_output, read_lmeval_output),
+]
