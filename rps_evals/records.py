@@ -40,7 +40,10 @@ def parse_response_line(obj: Any, where: str) -> Response:
         raise InputError(f"{where}: stop_reason must be one of {', '.join(STOP_REASONS)} or null")
     if error is not None and not isinstance(error, str):
         raise InputError(f"{where}: error must be a string or null")
-    return Response(task_id, attempt, completion, stop_reason, error)
+    reasoning = obj.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise InputError(f"{where}: reasoning must be a string or null")
+    return Response(task_id, attempt, completion, stop_reason, error, reasoning=reasoning)
 
 
 def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset | None = None,

@@ -57,6 +57,7 @@ class Response:
     completion: str | None
     stop_reason: str | None = None  # stop | max_tokens | model_length | None (unknown)
     error: str | None = None  # set when generation failed after retries
+    reasoning: str | None = None  # the model's reasoning, when its provider returned it apart from the text
 
 
 @dataclass
@@ -76,6 +77,7 @@ class AttemptRecord:
     missing: bool = False
     error: str = ""  # tail of the program's error, if any
     completion: str | None = field(default=None, repr=False)
+    reasoning: str | None = field(default=None, repr=False)  # reasoning returned apart from the completion
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +144,7 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
         api_error=api_error,
         error=execution.error,
         completion=response.completion,
+        reasoning=response.reasoning,
     )
 
 

@@ -22,6 +22,7 @@ from inspect_ai.log import HeadlineMetric
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.model import (
     ChatCompletionChoice,
+    ContentReasoning,
     GenerateConfig,
     Model,
     ModelOutput,
@@ -214,7 +215,8 @@ def arc_attempts(attempts: int = 2) -> Solver:
                     recorded += [_attempt(a, None, None, message[:2000]) for a in range(first, first + batch)]
                     continue
                 for choice in output.choices[:attempts - len(recorded)]:
-                    recorded.append(_attempt(len(recorded) + 1, choice.message.text, choice.stop_reason))
+                    recorded.append(_attempt(len(recorded) + 1, choice.message.text, choice.stop_reason,
+                                             reasoning=reasoning_of(choice.message)))
                     choices.append(choice)
                 if not output.choices:
                     message = output.error or "the model returned no completion"
@@ -232,10 +234,23 @@ def arc_attempts(attempts: int = 2) -> Solver:
     return solve
 
 
-def _attempt(attempt: int, completion: str | None, stop_reason: str | None, error: str | None = None) -> dict:
+def _attempt(attempt: int, completion: str | None, stop_reason: str | None, error: str | None = None,
+             reasoning: str | None = None) -> dict:
     """What the solver keeps of one attempt (the scorer builds the core's Response from it)."""
-    return {"attempt": attempt, "completion": completion, "stop_reason": _STOP_REASONS.get(stop_reason or ""),
-            "inspect_stop_reason": stop_reason, "error": error}
+    return {"attempt": attempt, "completion": completion, "reasoning": reasoning,
+            "stop_reason": _STOP_REASONS.get(stop_reason or ""), "inspect_stop_reason": stop_reason, "error": error}
+
+
+def reasoning_of(message: Any) -> str | None:
+    """The reasoning a provider returned apart from the text (Inspect's ContentReasoning parts: vLLM's
+    `reasoning_content`, or `<think>` that Inspect's OpenAI-compatible provider moved out of the text).
+    `message.text` leaves these out, and a DPO pair built without them would compare a long chosen
+    reasoning with a short rejected one; None when there is none (it may still be `<think>` in the text)."""
+    content = message.content
+    if isinstance(content, str):
+        return None
+    parts = [c.reasoning for c in content if isinstance(c, ContentReasoning) and not c.redacted and c.reasoning]
+    return "\n\n".join(parts) if parts else None
 
 
 class GenerationFailed(RuntimeError):
@@ -285,7 +300,8 @@ def arc_scorer(dataset: str, attempts: int = 2, exec_timeout: float = DEFAULT_TI
         task = full.tasks[str(state.metadata.get("task_id", state.sample_id))]
         by_attempt = {r["attempt"]: r for r in state.store.get(STORE_KEY, [])}
         responses = [
-            Response(task.task_id, a, r["completion"], r["stop_reason"], r["error"]) if r else None
+            Response(task.task_id, a, r["completion"], r["stop_reason"], r["error"], reasoning=r.get("reasoning"))
+            if r else None
             for a in range(1, attempts + 1)
             for r in [by_attempt.get(a)]
         ]
