@@ -96,6 +96,32 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """One self-contained HTML report of one run, or of two runs side by side."""
+    from rps_evals.reports.view import load_shown_run, write_report
+
+    if len(args.runs) > 2:
+        raise InputError(f"view shows one run or two (A and B), got {len(args.runs)}")
+    same_name = len({path.name for path in args.runs}) < len(args.runs)
+    runs = [load_shown_run(path, str(path) if same_name else None) for path in args.runs]
+    write_report(runs, args.out)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB, {len(runs[0].dataset.tasks)} tasks)")
+    return 0
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    """One task, and a run's attempts at it, as a PNG."""
+    from rps_evals.reports.draw import draw_task_png
+    from rps_evals.reports.view import load_shown_run
+
+    if (args.run is None) == (args.dataset is None):
+        raise InputError("give either --run RUN (the task and the run's attempts) or --dataset NAME (the task alone)")
+    run = load_shown_run(args.run) if args.run else None
+    draw_task_png(args.task_id, args.out, run=run, dataset_name=args.dataset)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rps-evals", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--force", action="store_true", help="build: rebuild even if the image exists")
     sandbox.add_argument("--all", action="store_true", help="clean: also containers of live processes")
     sandbox.set_defaults(func=cmd_sandbox)
+
+    view = sub.add_parser("view", help="a self-contained HTML report of one run, or two runs side by side")
+    view.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                      help="run directory, Inspect log or lm-eval output; a second one is shown as B")
+    view.add_argument("--out", required=True, type=Path, help="the HTML file to write")
+    view.set_defaults(func=cmd_view)
+
+    draw = sub.add_parser("draw", help="a PNG of one task and a run's attempts at it")
+    draw.add_argument("task_id")
+    draw.add_argument("--run", type=Path, default=None, help="run directory, Inspect log or lm-eval output")
+    draw.add_argument("--dataset", choices=DATASETS, default=None, help="draw the task alone, from this dataset")
+    draw.add_argument("--out", required=True, type=Path, help="the PNG file to write")
+    draw.set_defaults(func=cmd_draw)
     return parser
 
 
