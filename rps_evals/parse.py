@@ -16,10 +16,13 @@ Grid = list[list[int]]
 
 MAX_SIDE = 30
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
-# A fence line opens with ``` (optionally a language tag) and a closing ``` on its own line.
-# Closed blocks only: a fence left open at the end of a truncated response never matches.
-_FENCED = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.DOTALL | re.MULTILINE)
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+# A fence line: optional indentation, three or more backticks, then the info string up to the end
+# of the line. One regex pass over the text finds them all, so parsing stays linear in its length.
+_FENCE_LINE = re.compile(r"^[ \t]*`{3,}([^\n]*)$", re.MULTILINE)
+# An info string is a language name (python, py, python3, json, c++, ...): one word, no spaces or
+# colons. Anything else after the backticks (```Final answer:) is prose glued to a closing fence.
+_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9_+#.-]*")
 _PROGRAM_LANGS = {"", "python", "py", "python3"}
 _PREDICTIONS_LABEL = "Predicted test outputs:"
 
@@ -73,17 +76,63 @@ def as_grid(value: Any) -> Grid | None:
 
 
 def strip_reasoning(text: str) -> str:
-    """Remove closed <think> blocks; an unclosed <think> swallows the rest of the text."""
-    text = _THINK_BLOCK.sub("", text)
-    open_at = text.find("<think>")
-    return text if open_at < 0 else text[:open_at]
+    """Remove closed <think> blocks; an unclosed <think> swallows the rest of the text.
+
+    Plain `find`s rather than a lazy regex: a response that repeats `<think>` without closing it
+    must not cost a scan to the end of the text per repetition.
+    """
+    kept, pos = [], 0
+    while (start := text.find(_THINK_OPEN, pos)) >= 0:
+        kept.append(text[pos:start])
+        end = text.find(_THINK_CLOSE, start + len(_THINK_OPEN))
+        if end < 0:
+            return "".join(kept)
+        pos = end + len(_THINK_CLOSE)
+    kept.append(text[pos:])
+    return "".join(kept)
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """Every closed fenced block as (language, body), in order, read the way a person reads them.
+
+    Fence lines are taken in order. A bare fence (```) or a fence glued to prose (```Final answer:)
+    closes the open block; with nothing open, a bare fence opens an unlabelled block and a glued one
+    is prose. An opening fence met while a block is open means that block was left open:
+    - a python/py/unlabelled opening fence is the start of the final block (reading backwards from
+      its closing fence, the nearest opening fence), so the piece left open is dropped;
+    - any other language (```json) splits the block there: once it closes, the piece before the
+      split is a block too (a program left unclosed just before its JSON answer is still read).
+    A block still open at the end of the text (a truncated response) is not a block.
+    """
+    blocks: list[tuple[str, str]] = []
+    split_off: list[tuple[str, str]] = []  # pieces of the open block that ended at a ```json-like fence
+    open_lang: str | None = None
+    body_start = 0
+    for fence in _FENCE_LINE.finditer(text):
+        info = fence.group(1).strip()
+        is_language = info == "" or _LANGUAGE.fullmatch(info) is not None
+        opens_language = info != "" and is_language
+        if open_lang is None:
+            if is_language:
+                open_lang, body_start = info.lower(), fence.end() + 1
+            continue
+        if opens_language:
+            if info.lower() in _PROGRAM_LANGS:
+                split_off = []
+            else:
+                split_off.append((open_lang, text[body_start:fence.start()]))
+            open_lang, body_start = info.lower(), fence.end() + 1
+            continue
+        blocks += split_off
+        blocks.append((open_lang, text[body_start:fence.start()]))
+        split_off, open_lang = [], None
+    return blocks
 
 
 def extract_program(text: str) -> str | None:
     """The last closed python/py/unlabelled fenced block that defines `def transform(`."""
     found = None
-    for match in _FENCED.finditer(text):
-        lang, body = match.group(1).lower(), match.group(2)
+    for lang, body in fenced_blocks(text):
         if lang in _PROGRAM_LANGS and "def transform(" in body:
             found = body
     return found

@@ -88,6 +88,87 @@ def test_block_without_transform_is_no_program():
     assert parse_response("```python\ndef solve(g):\n    return g\n```", 1).program is None
 
 
+def test_earlier_unclosed_block_then_final_closed_block():
+    """Issue 10: an earlier block left open, then `Final answer:` and a closed block. Reading back from
+    the last closing fence, the program is the final block, without the prose before it."""
+    text = ("Let me try.\n```python\ndef transform(grid):\n    # first idea\n    return grid\n\n"
+            f"Hmm, that is wrong. Final answer:\n```python\n{PROGRAM_B}```\n")
+    assert extract_program(text) == PROGRAM_B
+
+
+def test_fence_glued_to_the_next_label_closes_the_block():
+    """Issue 10: every block closed by a fence glued to the next label (```Final answer:)."""
+    text = (f"```python\n{PROGRAM_A}```Final answer:\n```python\n{PROGRAM_B}```Predicted test outputs:\n"
+            "```json\n[[1, 2]]\n```")
+    parsed = parse_response(text, 1)
+    assert parsed.program == PROGRAM_B
+    assert parsed.json_predictions == [[[1, 2]]]
+    assert extract_program(f"```python\n{PROGRAM_A}```Done, that is all.") == PROGRAM_A
+
+
+def test_glued_fence_with_nothing_open_is_prose():
+    # the glued line neither opens a block nor pairs with the bare fence after it
+    text = f"```Final answer:\n```python\n{PROGRAM_A}```"
+    assert extract_program(text) == PROGRAM_A
+
+
+def test_unclosed_program_split_at_a_json_fence():
+    """A block whose text contains another opening fence line is split there: the program left open
+    just before a closed ```json block is still the program."""
+    text = f"```python\n{PROGRAM_A}```json\n[[1]]\n```\n"
+    assert extract_program(text) == PROGRAM_A
+    assert extract_program(f"```python\n{PROGRAM_A}```json\n[[1]]\n") is None  # never closed
+
+
+def test_unclosed_program_followed_by_another_python_block_is_dropped():
+    text = f"```python\n{PROGRAM_A}\n```python\nprint('no transform here')\n```"
+    assert extract_program(text) is None
+
+
+def test_language_names_in_info_strings():
+    assert extract_program(f"```Python\n{PROGRAM_A}```") == PROGRAM_A
+    assert extract_program(f"```python3\n{PROGRAM_A}```") == PROGRAM_A
+    assert extract_program(f"  ``` py \n{PROGRAM_A}  ```\n") == PROGRAM_A
+    assert extract_program(f"````python\n{PROGRAM_A}````") == PROGRAM_A
+
+
+GRID_LST_NUMPY = (
+    "import numpy as np\n\n"
+    "def transform(grid_lst: list[list[int]]) -> list[list[int]]:\n"
+    "    grid = np.array(grid_lst)\n"
+    "    return np.rot90(grid, 2)\n"
+)
+
+
+def test_typed_grid_lst_signature_returning_a_numpy_array_runs_and_gives_a_grid():
+    from rps_evals.execution import Program, get_executor
+
+    text = f"Reasoning: rotate by 180 degrees.\n\nPython program:\n```python\n{GRID_LST_NUMPY}```\n"
+    parsed = parse_response(text, 1)
+    assert parsed.program == GRID_LST_NUMPY
+    with get_executor("local", timeout=5) as executor:
+        [execution] = executor.run([Program(parsed.program, [[[1, 2], [3, 4]]])])
+    assert execution.status == "ok"
+    assert as_grid(execution.test_outputs[0]) == [[4, 3], [2, 1]]
+
+
+def test_150000_characters_of_repeated_text_parse_correctly():
+    """Degenerate repetitions, each 150,000 characters. The parser is linear in the text (the old
+    lazy regexes rescanned to the end per repetition: 27 s for the first case);
+    benchmarks/parse_speed.py measures it."""
+    opened = ("```python\ndef transform(grid):\n" * 5000)[:150_000]
+    assert parse_response(opened, 1).program is None
+    assert parse_response(opened + f"\n```python\n{PROGRAM_B}```", 1).program == PROGRAM_B
+    thinking = ("<think>hmm, let me reconsider " * 6000)[:150_000]
+    # the first <think> runs to the one </think>: the whole repetition is reasoning, the program is read
+    assert parse_response(thinking + f"</think>```python\n{PROGRAM_A}```", 1).program == PROGRAM_A
+    assert parse_response(thinking, 1) == parse_response("", 1)
+    fences = "```\n" * 37_500
+    assert parse_response(fences, 1).program is None
+    labels = ("Predicted test outputs: [[" * 6000)[:150_000]
+    assert parse_response(labels, 2).json_predictions == [None, None]
+
+
 # --- JSON fallback ----------------------------------------------------------------------------
 def test_single_grid_allowed_when_m_is_1():
     assert extract_json_predictions("Predicted test outputs:\n[[1, 2]]", 1) == [[[1, 2]]]
