@@ -14,14 +14,22 @@ ARC-AGI-1 tasks that ARC-AGI-2 training re-uses, then ARC-AGI-2-only training ta
 Stage 2 ("hard"): `hard_pairs` pairs over about `hard_tasks` unique ARC-AGI-2-only training tasks,
 duplicates allowed to fill. No task id is in both stages.
 
+Fairness: both sides always carry all three labelled sections ("(none)" where an answer has no
+such part), the rejected side's reasoning includes what the provider returned apart from the text
+(the record's `reasoning`), and the manifest compares the two sides' lengths.
+
+Evaluation data is left out by default (by task id and by identical grids); `--allow-eval-overlap`
+keeps it (the study's literal data) and then the contamination report is printed.
+
 Usage: `rps-train data --traces Trelis/arc-agi-2-reasoning-5 --rejected runs/qwen3-0.6b-arc1 \
---rejected runs/qwen3-0.6b-arc2 --out data/rps_dpo` (or `python -m rps_train.data ...`).
+runs/qwen3-0.6b-arc2 --out data/rps_dpo`, or `rps-train data --config FILE` (keys are BuildConfig's).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import math
+import statistics
 import json
 import random
 import re
@@ -34,6 +42,7 @@ from typing import Any, Iterable, Sequence
 from rps_evals.data import Dataset, Task, load_dataset, overlap
 from rps_evals.parse import as_grid, parse_response, strip_reasoning
 from rps_evals.prompt import PROMPT_VERSION, build_prompt, format_grid
+from rps_evals.scoring import TOKEN_LIMIT_REASONS
 
 FORMAT = "rps-train-dpo-data/1"
 REQUIRED_TRACE_COLUMNS = ("task_id", "reasoning", "code", "predicted_test_output", "correct_test_input")
@@ -47,30 +56,48 @@ COUNTS = (  # every count the manifest reports, zero or not
     "rejected_unknown_task", "rejected_no_completion", "rejected_correct_on_record",
     "rejected_correct_when_scored", "tasks_with_traces", "tasks_with_rejected", "tasks_with_both",
     "chosen_verified", "chosen_train_verified", "chosen_failed", "rejected_verified",
+    "rejected_reasoning_only",
 )
+NONE = "(none)"  # the text of a labelled section an answer does not have
+LENGTH_RATIO_WARNING = 2.0  # the two sides' medians further apart than this are reported
 
 
 class BuildError(ValueError):
     """Input that cannot make a valid DPO data set; raised before anything is written."""
 
 
+def _arg(default: Any = None, help: str = "", **kw: Any) -> Any:
+    metadata = {"help": help, **kw}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class BuildConfig:
-    traces: str  # HF dataset name, or a local .parquet / .jsonl / .json file
-    rejected: list[str]  # attempts.jsonl files, rps-evals run dirs, or Inspect logs (.eval/.json)
-    out_dir: str
-    traces_split: str = "train"
-    traces_revision: str | None = None
-    seed: int = 0
-    easy_tasks: int = 400
-    hard_pairs: int = 600
-    hard_tasks: int = 250
-    chosen_per_task: int = 3  # trace rows per task to verify and use (seeded pick)
-    exclude_eval_overlap: bool = False  # drop tasks that are in an evaluation set (id or grids)
-    drop_failing_chosen: bool = False  # otherwise a chosen program failing its task is an error
-    allow_shortfall: bool = False  # otherwise too few tasks for a quota is an error
-    sandbox: str | None = None  # executor backend; None = the core's safe default (docker)
-    timeout: float | None = None  # seconds per transform() call; None = the core's default
+    """Everything a build depends on; also the command line (`HfArgumentParser`) and `--config` keys."""
+
+    traces: str | None = _arg(None, "chosen traces: a datasets name (e.g. Trelis/arc-agi-2-reasoning-5) or a local "
+                             ".parquet/.jsonl/.json file")
+    rejected: list[str] = _arg([], "a small model's attempts: rps-evals run dirs, attempts.jsonl files or "
+                                   "Inspect logs of rps_evals/arc1|arc2")
+    out_dir: str | None = _arg(None, "output directory (stage1/, stage2/, manifest.json)", aliases=["--out"])
+    traces_split: str = _arg("train", "split of a datasets name")
+    traces_revision: str | None = _arg(None, "revision of a datasets name")
+    seed: int = _arg(0, "seed of every choice the builder makes")
+    easy_tasks: int = _arg(400, "stage 1 unique tasks (one pair each)")
+    hard_pairs: int = _arg(600, "stage 2 pairs")
+    hard_tasks: int = _arg(250, "stage 2 unique tasks")
+    chosen_per_task: int = _arg(3, "trace rows per task to verify and use (seeded pick)")
+    exclude_eval_overlap: bool = _arg(True, "leave out tasks found in arc1/arc2 evaluation by id or grids "
+                                            "(the default; --allow-eval-overlap keeps them)")
+    drop_failing_chosen: bool = _arg(False, "drop (instead of failing on) chosen programs that do not solve "
+                                            "their task")
+    allow_shortfall: bool = _arg(False, "build even if a quota cannot be met")
+    sandbox: str | None = _arg(None, "program executor (default: the core's docker sandbox; 'local' is unsafe)")
+    timeout: float | None = _arg(None, "seconds per transform() call (default: the core's)")
+    tokenizer: str | None = _arg(None, "tokenizer (a model name or directory) that counts response_tokens "
+                                       "in the manifest; without it only characters are counted")
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,14 +113,19 @@ def _format_grids(values: Sequence[Any]) -> str:
     return "[\n" + ",\n".join(parts) + "\n]"
 
 
-def format_answer(reasoning: str, program: str | None, predictions: Sequence[Any] | None) -> str:
-    """The labeled structure the eval prompt asks for; sections without content are left out."""
-    parts = [f"Reasoning:\n{reasoning.strip()}"]
-    if program is not None:
-        parts.append(f"Python program:\n```python\n{program.strip(chr(10))}\n```")
-    if predictions is not None:
-        parts.append(f"Predicted test outputs:\n```json\n{_format_grids(predictions)}\n```")
-    return "\n\n".join(parts)
+def format_answer(reasoning: str | None, program: str | None, predictions: Sequence[Any] | None) -> str:
+    """The labeled structure the eval prompt asks for, always all three sections: a missing one is
+    "(none)", so no side of a pair can be told apart by which sections it has."""
+    reasoning = (reasoning or "").strip() or NONE
+    code = f"```python\n{program.strip(chr(10))}\n```" if program and program.strip() else NONE
+    outputs = f"```json\n{_format_grids(predictions)}\n```" if predictions is not None else NONE
+    return f"Reasoning:\n{reasoning}\n\nPython program:\n{code}\n\nPredicted test outputs:\n{outputs}"
+
+
+def reasoning_section(text: str) -> str:
+    """The text of an answer's "Reasoning:" section as format_answer wrote it ("" for "(none)")."""
+    body = text.split("Reasoning:\n", 1)[-1].split("\n\nPython program:\n", 1)[0]
+    return "" if body == NONE else body
 
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
@@ -101,13 +133,17 @@ _ANSWER_START = re.compile(r"^[ \t]*(?:Python program:|Predicted test outputs:|`
 _REASONING_LABEL = re.compile(r"^\s*Reasoning:\s*", re.IGNORECASE)
 
 
-def normalize_rejected(completion: str, num_tests: int) -> str:
+def normalize_rejected(completion: str | None, num_tests: int, reasoning: str | None = None) -> str:
     """Rewrite a model's raw completion into the labeled structure, keeping what it said.
 
-    Reasoning = its <think> text plus its visible text before the answer sections; the program
-    and the JSON predictions are what the core's parser extracts (so their meaning is unchanged).
+    Reasoning = the reasoning its provider returned apart from the text (vLLM's
+    `reasoning_content`, Inspect's ContentReasoning), its <think> text, and its visible text before
+    the answer sections; the program and the JSON predictions are what the core's parser extracts
+    (so their meaning is unchanged).
     """
-    thoughts = [m.strip() for m in _THINK.findall(completion)]
+    completion = completion or ""
+    thoughts = [reasoning.strip()] if reasoning and reasoning.strip() else []
+    thoughts += [m.strip() for m in _THINK.findall(completion)]
     rest = _THINK.sub("", completion)
     if "<think>" in rest:  # unclosed: the response ran out while thinking
         thoughts.append(rest.split("<think>", 1)[1].strip())
@@ -115,12 +151,12 @@ def normalize_rejected(completion: str, num_tests: int) -> str:
     cut = _ANSWER_START.search(visible)
     before = visible[: cut.start()] if cut else visible
     said = _REASONING_LABEL.sub("", before).strip()
-    reasoning = "\n\n".join(t for t in thoughts + [said] if t) or "(none)"
+    text = "\n\n".join(t for t in thoughts + [said] if t)
     parsed = parse_response(completion, num_tests)
     predictions = None
     if any(p is not None for p in parsed.json_predictions):
         predictions = parsed.json_predictions
-    return format_answer(reasoning, parsed.program, predictions)
+    return format_answer(text, parsed.program, predictions)
 
 
 # --------------------------------------------------------------------------------------------
@@ -141,30 +177,21 @@ def _sha256_json(value: Any) -> str:
 
 def load_traces(spec: str, split: str = "train", revision: str | None = None) -> tuple[list[dict], dict]:
     """Rows of the trace dataset (a local file, else a `datasets` name) and a record of its source."""
+    import datasets
+
     path = Path(spec)
     info: dict[str, Any] = {"spec": spec}
     if path.exists():
         info["sha256"] = _sha256_file(path)
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = pq.read_table(path).to_pylist()
-        elif path.suffix in (".jsonl", ".json"):
-            text = path.read_text(encoding="utf-8")
-            try:
-                rows = json.loads(text) if path.suffix == ".json" else [
-                    json.loads(line) for line in text.splitlines() if line.strip()]
-            except ValueError as exc:
-                raise BuildError(f"{path}: not valid JSON ({exc})") from None
-            if isinstance(rows, dict):  # {"train": [...]} style
-                rows = rows.get(split, [])
-        else:
+        builders = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
+        if path.suffix not in builders:
             raise BuildError(f"{path}: expected a .parquet, .jsonl or .json file")
+        try:  # datasets' own readers; keep_in_memory leaves no cache files beside the input
+            rows = datasets.load_dataset(builders[path.suffix], data_files=str(path), split="train",
+                                         keep_in_memory=True).to_list()
+        except Exception as exc:
+            raise BuildError(f"{path}: cannot be read as {builders[path.suffix]} ({exc})") from None
     else:
-        try:
-            import datasets
-        except ImportError as exc:  # pragma: no cover - the [train] extra brings it
-            raise BuildError(f"loading {spec!r} from the Hub needs `datasets`: {exc}") from None
         try:
             ds = datasets.load_dataset(spec, split=split, revision=revision)
         except Exception as exc:  # the message of datasets names the cause (offline, unknown, ...)
@@ -271,6 +298,7 @@ class Candidate:
     task_id: str
     ref: str  # trace row id, or `<source>#<task>#<attempt>` for a rejected attempt
     text: str
+    cut_off: bool = False  # a rejected attempt the token limit stopped
 
 
 @dataclass
@@ -399,7 +427,7 @@ def _warn_contamination(report: dict[str, Any], out=None) -> int:
         print("\n".join(hits), file=out)
         print(f"  ARC-AGI-2 training contains {known} ARC-AGI-1 evaluation tasks (same id). A model trained on "
               "this data has seen the tasks above:\n  its scores on those evaluation sets are NOT held-out "
-              "results.\n  Rebuild with --exclude-eval-overlap to leave them out (see contamination.json).",
+              "results.\n  Rebuild without --allow-eval-overlap to leave them out (see contamination.json).",
               file=out)
         print(bar, file=out)
     return len(hits)
@@ -484,13 +512,15 @@ def build(config: BuildConfig, log=print) -> dict[str, Any]:
             if task_id not in tasks:
                 counts["rejected_unknown_task"] += 1
                 continue
-            if not r.get("completion") or r.get("api_error"):
+            # An answer cut off while thinking has reasoning but no text: a real rejected answer.
+            if not (r.get("completion") or r.get("reasoning")) or r.get("api_error"):
                 counts["rejected_no_completion"] += 1
                 continue
             if any(r.get("correct") or []):
                 counts["rejected_correct_on_record"] += 1
                 continue
-            rejected_raw[task_id].append((f"{label}#{task_id}#{r['attempt']}", r["completion"]))
+            counts["rejected_reasoning_only"] += not r.get("completion")
+            rejected_raw[task_id].append((f"{label}#{task_id}#{r['attempt']}", r))
 
     candidates = sorted(set(by_task) & set(rejected_raw))
     counts["tasks_with_traces"] = len(by_task)
@@ -508,9 +538,10 @@ def build(config: BuildConfig, log=print) -> dict[str, Any]:
             chosen_items.append((task_id, Candidate(task_id, row_id, text)))
         attempts = list(rejected_raw[task_id])
         _rng(config.seed, "rejected", task_id).shuffle(attempts)
-        for ref, completion in attempts:
-            rejected_items.append((task_id, Candidate(task_id, ref, normalize_rejected(completion, task.num_tests)),
-                                   completion))
+        for ref, r in attempts:
+            text = normalize_rejected(r.get("completion"), task.num_tests, r.get("reasoning"))
+            cut_off = r.get("stop_reason") in TOKEN_LIMIT_REASONS
+            rejected_items.append((task_id, Candidate(task_id, ref, text, cut_off), r.get("completion") or ""))
 
     log(f"verifying {len(chosen_items)} chosen and {len(rejected_items)} rejected responses "
         f"over {len(candidates)} tasks with the core's scoring ...")
@@ -552,6 +583,9 @@ def build(config: BuildConfig, log=print) -> dict[str, Any]:
     for shortfall in selection["shortfalls"]:
         log(f"warning: {shortfall}")
     report = contamination({s.name: [t for t, _, _ in s.pairs] for s in (stage1, stage2)}, tasks)
+    used = {t for s in (stage1, stage2) for t, _, _ in s.pairs}
+    eval_overlap = sorted(t for t in used if info[t]["eval"])
+    lengths = length_report([pair for s in (stage1, stage2) for pair in s.pairs], config.tokenizer)
 
     import datasets
 
@@ -584,6 +618,9 @@ def build(config: BuildConfig, log=print) -> dict[str, Any]:
         "selection": selection,
         "stages": stage_meta,
         "stage_overlap": sorted(set(stage_meta["stage1"]["task_ids"]) & set(stage_meta["stage2"]["task_ids"])),
+        "eval_overlap_tasks": len(eval_overlap),
+        "eval_overlap_task_ids": eval_overlap,
+        "lengths": lengths,
         "contamination": report,
     }
     (out_dir / "contamination.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -591,55 +628,106 @@ def build(config: BuildConfig, log=print) -> dict[str, Any]:
     log(f"stage1: {stage_meta['stage1']['pairs']} pairs over {stage_meta['stage1']['unique_tasks']} tasks "
         f"{stage_meta['stage1']['tiers']}; stage2: {stage_meta['stage2']['pairs']} pairs over "
         f"{stage_meta['stage2']['unique_tasks']} tasks; written to {out_dir}")
+    log(_length_summary(lengths))
+    for warning in lengths["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    log(f"eval_overlap_tasks: {len(eval_overlap)}"
+        + ("" if config.exclude_eval_overlap else " (--allow-eval-overlap: evaluation tasks kept)"))
     _warn_contamination(report)
     return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# How alike the two sides are
+
+
+def _distribution(values: Sequence[float]) -> dict[str, float] | None:
+    """mean, p50, p90 (nearest rank: the value at or below which that share of the values lie)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[max(0, math.ceil(len(ordered) * q) - 1)]
+
+    return {"mean": statistics.fmean(ordered), "p50": rank(0.5), "p90": rank(0.9)}
+
+
+def length_report(pairs: Sequence[tuple[str, Candidate, Candidate]], tokenizer: str | None = None) -> dict:
+    """reasoning_chars and response_tokens of the chosen and rejected sides over the pairs (as
+    trained on), the share of rejected answers cut off by the token limit, and a warning for each
+    measure whose medians differ by more than LENGTH_RATIO_WARNING: DPO could learn length, not
+    correctness."""
+    count_tokens = None
+    if tokenizer:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tokenizer)
+        count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    report: dict[str, Any] = {"tokenizer": tokenizer, "pairs": len(pairs)}
+    for side, index in (("chosen", 1), ("rejected", 2)):
+        texts = [pair[index].text for pair in pairs]
+        report[side] = {
+            "reasoning_chars": _distribution([len(reasoning_section(t)) for t in texts]),
+            "response_chars": _distribution([len(t) for t in texts]),
+            "response_tokens": _distribution([count_tokens(t) for t in texts]) if count_tokens else None,
+            "empty_reasoning": sum(not reasoning_section(t) for t in texts),
+        }
+    report["rejected_cut_off_share"] = (sum(p[2].cut_off for p in pairs) / len(pairs)) if pairs else 0.0
+    warnings = []
+    for measure in ("reasoning_chars", "response_tokens", "response_chars"):
+        a, b = report["chosen"][measure], report["rejected"][measure]
+        if a is None or b is None:
+            continue
+        low, high = sorted((a["p50"], b["p50"]))
+        if high > LENGTH_RATIO_WARNING * low:
+            warnings.append(f"{measure}: chosen p50 {a['p50']:g} vs rejected p50 {b['p50']:g} differ by more "
+                            f"than {LENGTH_RATIO_WARNING:g}x; DPO may learn length or style instead of correctness")
+    report["warnings"] = warnings
+    return report
+
+
+def _length_summary(lengths: dict) -> str:
+    def show(side: str, measure: str) -> str:
+        d = lengths[side][measure]
+        return "n/a" if d is None else f"mean {d['mean']:.0f} / p50 {d['p50']:g} / p90 {d['p90']:g}"
+
+    lines = [f"{measure}: chosen {show('chosen', measure)}; rejected {show('rejected', measure)}"
+             for measure in ("reasoning_chars", "response_tokens")]
+    lines.append(f"rejected answers cut off by the token limit: {lengths['rejected_cut_off_share']:.1%}")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
 # Command line
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--traces", required=True,
-                        help="chosen traces: a datasets name (e.g. Trelis/arc-agi-2-reasoning-5) or a local "
-                             ".parquet/.jsonl/.json file")
-    parser.add_argument("--traces-split", default="train")
-    parser.add_argument("--traces-revision", default=None)
-    parser.add_argument("--rejected", action="append", required=True, metavar="PATH",
-                        help="a small model's attempts: rps-evals run dir, attempts.jsonl or Inspect log "
-                             "(repeatable)")
-    parser.add_argument("--out", required=True, help="output directory (stage1/, stage2/, manifest.json)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--easy-tasks", type=int, default=400, help="stage 1 unique tasks (one pair each)")
-    parser.add_argument("--hard-pairs", type=int, default=600, help="stage 2 pairs")
-    parser.add_argument("--hard-tasks", type=int, default=250, help="stage 2 unique tasks")
-    parser.add_argument("--chosen-per-task", type=int, default=3)
-    parser.add_argument("--exclude-eval-overlap", action="store_true",
-                        help="leave out tasks found in arc1/arc2 evaluation by id or grids")
-    parser.add_argument("--drop-failing-chosen", action="store_true",
-                        help="drop (instead of failing on) chosen programs that do not solve their task")
-    parser.add_argument("--allow-shortfall", action="store_true", help="build even if a quota cannot be met")
-    parser.add_argument("--sandbox", default=None,
-                        help="program executor (default: the core's docker sandbox; 'local' is unsafe)")
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per transform() call")
+def make_parser():
+    """TRL's parser over BuildConfig: `--config FILE` (YAML of its fields) plus `--field value`
+    overrides; `--allow-eval-overlap` is `--no-exclude-eval-overlap` said plainly."""
+    from trl import TrlParser
+
+    parser = TrlParser(BuildConfig, prog="rps-train data", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--allow-eval-overlap", "--allow_eval_overlap", dest="exclude_eval_overlap",
+                        action="store_false", help="keep evaluation tasks (the study's literal data); the "
+                                                   "contamination report is printed and in the manifest")
+    return parser
 
 
-def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    return BuildConfig(
-        traces=args.traces, rejected=args.rejected, out_dir=args.out, traces_split=args.traces_split,
-        traces_revision=args.traces_revision, seed=args.seed, easy_tasks=args.easy_tasks,
-        hard_pairs=args.hard_pairs, hard_tasks=args.hard_tasks, chosen_per_task=args.chosen_per_task,
-        exclude_eval_overlap=args.exclude_eval_overlap, drop_failing_chosen=args.drop_failing_chosen,
-        allow_shortfall=args.allow_shortfall, sandbox=args.sandbox, timeout=args.timeout,
-    )
+def parse_config(argv: list[str] | None = None) -> BuildConfig:
+    (config,) = make_parser().parse_args_and_config(args=argv)
+    missing = [f"--{name}" for name in ("traces", "out_dir") if not getattr(config, name)]
+    if not config.rejected:
+        missing.append("--rejected")
+    if missing:
+        raise BuildError(f"missing {', '.join(missing)}")
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rps-train data", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
     try:
-        build(config_from_args(args))
+        config = parse_config(argv)
+        build(config)
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

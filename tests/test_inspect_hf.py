@@ -1,4 +1,4 @@
-"""Inspect's `hf/` provider on a tiny random Qwen3 (built offline by tests/tiny_model.py): a real
+"""Inspect's `hf/` provider on a tiny random Qwen3 (built offline by rps_train/tiny.py): a real
 local model end to end. Its output is gibberish, which the scorer must count as invalid attempts."""
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def config(traces, run, out, **kw) -> builder.BuildConfig:
 def built(inputs, tmp_path_factory):
     traces, run = inputs
     out = tmp_path_factory.mktemp("dpo-out")
-    manifest = builder.build(config(traces, run, out), log=lambda *_: None)
+    manifest = builder.build(config(traces, run, out, exclude_eval_overlap=False), log=lambda *_: None)
     return out, manifest
 
 
@@ -156,6 +156,9 @@ def test_pairs_are_conversational_with_the_eval_prompt(built):
     for key in ("chosen", "rejected"):
         assert [m["role"] for m in row[key]] == ["assistant"]
         assert row[key][0]["content"].startswith("Reasoning:\n")
+        # every answer has all three labelled sections, whatever it lacks
+        assert "\n\nPython program:\n" in row[key][0]["content"]
+        assert "\n\nPredicted test outputs:\n" in row[key][0]["content"]
     chosen = row["chosen"][0]["content"]
     assert "\n\nPython program:\n```python\ndef transform(grid):" in chosen
     assert "\n\nPredicted test outputs:\n```json\n[\n" in chosen
@@ -185,8 +188,10 @@ def test_chosen_solve_their_task_and_rejected_never_correct(built):
     assert manifest["counts"]["rejected_correct_when_scored"] == 12
     # Normalization keeps the model's own words and program (attempt numbers as written above).
     expected = {
-        1: "Reasoning:\nmaybe copy it\n\ncopy the input.\n\nPython program:\n```python\n" + IDENTITY + "```",
-        3: "Reasoning:\nI am not sure what the rule is and I ran out of",
+        1: "Reasoning:\nmaybe copy it\n\ncopy the input.\n\nPython program:\n```python\n" + IDENTITY + "```"
+           "\n\nPredicted test outputs:\n(none)",
+        3: "Reasoning:\nI am not sure what the rule is and I ran out of\n\nPython program:\n(none)"
+           "\n\nPredicted test outputs:\n(none)",
     }
     seen = set()
     for stage in builder.STAGES:
@@ -198,7 +203,7 @@ def test_chosen_solve_their_task_and_rejected_never_correct(built):
                 assert text == expected[attempt]
             else:
                 assert attempt == 2
-                assert text.startswith("Reasoning:\nI think the answer is this.\n\n"
+                assert text.startswith("Reasoning:\nI think the answer is this.\n\nPython program:\n(none)\n\n"
                                        "Predicted test outputs:\n```json\n[\n")
     assert seen == {1, 2, 3}  # never attempt 4, the correct one
 
@@ -214,6 +219,13 @@ def test_contamination_found_when_planted(built):
     assert report["known"]["arc2_training_contains_arc1_evaluation"]["by_id"] == 376
 
 
+def test_allowed_overlap_is_counted(built):
+    _, manifest = built
+    assert manifest["config"]["exclude_eval_overlap"] is False
+    assert manifest["eval_overlap_task_ids"] == sorted(ARC1_EVAL_IN_ARC2 + [SAME_GRIDS_AS_EVAL])
+    assert manifest["eval_overlap_tasks"] == 3
+
+
 def test_loud_contamination_warning(built, capsys):
     _, manifest = built
     assert builder._warn_contamination(manifest["contamination"]) == 1
@@ -223,10 +235,11 @@ def test_loud_contamination_warning(built, capsys):
     assert "40853293 (same grids as 070dd51e), 66e6c45b, be03b35f" in err
 
 
-def test_exclude_eval_overlap(inputs, tmp_path):
+def test_eval_overlap_excluded_by_default(inputs, tmp_path):
     traces, run = inputs
-    manifest = builder.build(config(traces, run, tmp_path, exclude_eval_overlap=True, allow_shortfall=True),
-                             log=lambda *_: None)
+    assert builder.BuildConfig().exclude_eval_overlap is True
+    manifest = builder.build(config(traces, run, tmp_path, allow_shortfall=True), log=lambda *_: None)
+    assert manifest["eval_overlap_tasks"] == 0 and manifest["eval_overlap_task_ids"] == []
     report = manifest["contamination"]
     assert all(report[s][n] == {"by_id": [], "by_content": []} for s in builder.STAGES for n in builder.EVAL_DATASETS)
     # 4 clean ARC-AGI-1 training tasks plus the 2 ARC-AGI-2-only tasks stage 2 did not reserve.
@@ -237,12 +250,13 @@ def test_exclude_eval_overlap(inputs, tmp_path):
 def test_same_seed_same_output(inputs, built, tmp_path):
     traces, run = inputs
     out, manifest = built
-    again = builder.build(config(traces, run, tmp_path), log=lambda *_: None)
+    again = builder.build(config(traces, run, tmp_path, exclude_eval_overlap=False), log=lambda *_: None)
     assert again == manifest
     for stage in builder.STAGES:
         assert datasets.load_from_disk(str(tmp_path / stage)).to_list() == \
             datasets.load_from_disk(str(out / stage)).to_list()
-    other = builder.build(config(traces, run, tmp_path / "other", seed=8), log=lambda *_: None)
+    other = builder.build(config(traces, run, tmp_path / "other", seed=8, exclude_eval_overlap=False),
+                          log=lambda *_: None)
     assert other["stages"]["stage2"]["sha256"] != manifest["stages"]["stage2"]["sha256"]
 
 
@@ -301,7 +315,12 @@ def test_normalize_rejected_keeps_program_and_predictions():
     assert after.program.strip() == before.program.strip()
     assert after.json_predictions == before.json_predictions == [[[1, 2], [3, 4]]]
     truncated = builder.normalize_rejected("<think>going on and on", 1)
-    assert truncated == "Reasoning:\ngoing on and on"
+    assert truncated == "Reasoning:\ngoing on and on\n\nPython program:\n(none)\n\nPredicted test outputs:\n(none)"
+    # reasoning the provider returned apart from the text comes first; an empty answer is all "(none)"
+    apart = builder.normalize_rejected("Final: no idea", 1, reasoning="long thought")
+    assert apart.startswith("Reasoning:\nlong thought\n\nFinal: no idea\n\nPython program:\n(none)")
+    assert builder.normalize_rejected("", 1) == (
+        "Reasoning:\n(none)\n\nPython program:\n(none)\n\nPredicted test outputs:\n(none)")
 
 
 def test_rejected_from_an_inspect_log(inputs, tmp_path):
@@ -342,3 +361,75 @@ def test_traces_from_parquet_and_hub_name(tmp_path):
     assert info["rows"] == len(rows) and len(info["sha256"]) == 64
     with pytest.raises(builder.BuildError, match="cannot load trace dataset 'Trelis/arc-agi-2-reasoning-5'"):
         builder.load_traces("Trelis/arc-agi-2-reasoning-5")
+
+
+def test_reasoning_apart_from_the_text_and_cut_off_answers(inputs, tmp_path):
+    """A record's `reasoning` (what Inspect kept of vLLM's reasoning_content) goes under "Reasoning:";
+    an answer cut off while thinking (reasoning, empty text) is a rejected answer, counted as cut off;
+    the manifest's length figures are those of the pairs (hand-counted below)."""
+    traces, _ = inputs
+    ids = ARC2_ONLY[:2]
+    tasks = {t: _task(t) for t in ids}
+    ds = Dataset("arc2:training", load_dataset("arc2:training").file_hash, tasks)
+    responses = [r for t in ids for r in (Response(t, 1, "", "max_tokens", reasoning="r" * 40),
+                                          Response(t, 2, "no idea", "stop", reasoning="q" * 10))]
+    with get_executor("local") as executor:
+        records = score_attempts(ds, responses, executor, k=2)
+    assert [r.reasoning for r in records] == ["r" * 40, "q" * 10] * 2  # the core keeps it
+    write_run(tmp_path / "run", ds, records, k=2)
+    attempts = tmp_path / "run" / "attempts.jsonl"
+    cfg = builder.BuildConfig(traces=str(traces), rejected=[str(attempts)], out_dir=str(tmp_path / "out"),
+                              easy_tasks=0, hard_pairs=4, hard_tasks=2, sandbox="local")
+    manifest = builder.build(cfg, log=lambda *_: None)
+    assert manifest["counts"]["rejected_reasoning_only"] == 2
+    rows = datasets.load_from_disk(str(tmp_path / "out" / "stage2")).to_list()
+    texts = sorted(r["rejected"][0]["content"] for r in rows)
+    cut = "Reasoning:\n" + "r" * 40 + "\n\nPython program:\n(none)\n\nPredicted test outputs:\n(none)"
+    said = "Reasoning:\n" + "q" * 10 + "\n\nno idea\n\nPython program:\n(none)\n\nPredicted test outputs:\n(none)"
+    assert texts == sorted([cut, cut, said, said])
+    lengths = manifest["lengths"]
+    # rejected reasoning: 40, 40, 19 ("q"*10 + blank line + "no idea"), 19 -> mean 29.5, p50 19, p90 40
+    assert lengths["rejected"]["reasoning_chars"] == {"mean": 29.5, "p50": 19, "p90": 40}
+    assert lengths["rejected_cut_off_share"] == 0.5
+    assert lengths["rejected"]["empty_reasoning"] == 0 and lengths["chosen"]["empty_reasoning"] == 0
+    assert lengths["rejected"]["response_tokens"] is None  # no tokenizer given
+
+
+def test_length_warning_when_the_sides_differ(capsys):
+    long = builder.Candidate("t", "c", builder.format_answer("x" * 300, "def transform(g):\n    return g", None))
+    short = builder.Candidate("t", "r", builder.format_answer("y" * 100, None, None))
+    report = builder.length_report([("t", long, short)])
+    assert report["chosen"]["reasoning_chars"]["p50"] == 300 and report["rejected"]["reasoning_chars"]["p50"] == 100
+    assert [w.split(":")[0] for w in report["warnings"]] == ["reasoning_chars", "response_chars"]
+    even = builder.Candidate("t", "r", builder.format_answer("y" * 200, None, None))
+    assert [w.split(":")[0] for w in builder.length_report([("t", long, even)])["warnings"]] == []
+
+
+def test_command_line_and_config_file(tmp_path):
+    """One dataclass is the command line and the --config keys; --allow-eval-overlap turns exclusion off."""
+    (tmp_path / "data.yaml").write_text("traces: t.jsonl\nrejected: [a, b]\nout_dir: o\neasy_tasks: 5\n")
+    cfg = builder.parse_config(["--config", str(tmp_path / "data.yaml"), "--hard-pairs", "7"])
+    assert (cfg.traces, cfg.rejected, cfg.out_dir, cfg.easy_tasks, cfg.hard_pairs) == ("t.jsonl", ["a", "b"], "o", 5, 7)
+    assert cfg.exclude_eval_overlap is True and cfg.hard_tasks == 250
+    cfg = builder.parse_config(["--traces", "t", "--rejected", "a", "--out", "o", "--allow-eval-overlap"])
+    assert cfg.exclude_eval_overlap is False and cfg.out_dir == "o"
+    with pytest.raises(builder.BuildError, match="missing --rejected"):
+        builder.parse_config(["--traces", "t", "--out", "o"])
+
+
+def test_bundled_programs_solve_their_tasks():
+    """The hand-written chosen side of configs/study_tiny.yaml: every program solves its task's test
+    and training outputs, judged by the core's scorer; it covers both stages' tiers."""
+    path = Path(builder.__file__).parent / "data" / "simple_arc_traces.jsonl"
+    rows, _ = builder.load_traces(str(path))
+    tasks, _ = builder.task_pool()
+    with get_executor("local") as executor:
+        records = builder._score_texts(tasks, [(r["task_id"], builder.format_answer(r["reasoning"], r["code"], None))
+                                               for r in rows], executor)
+    assert len(records) == 13
+    assert [r.task_id for r in records if not (r.source == "executed_program" and all(r.correct)
+                                               and r.train_verified)] == []
+    tiers = builder.classify([r["task_id"] for r in rows], tasks)
+    assert sum(v["tier"] == "arc2_only" for v in tiers.values()) == 5
+    assert sum(v["tier"] == "arc1_training" for v in tiers.values()) == 8
+    assert not any(v["eval"] for v in tiers.values())

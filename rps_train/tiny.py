@@ -1,4 +1,6 @@
-"""A tiny random Qwen3 model and a locally trained tokenizer, for tests that cannot reach a model hub.
+"""A tiny random Qwen3 model and a locally trained tokenizer, for runs that cannot reach a model hub.
+
+`rps-train tiny-model --out DIR` writes one (configs/study_tiny.yaml and the tests use it).
 
 Everything that loads a causal LM from a directory (transformers, PEFT, TRL, Inspect's `hf/`
 provider, lm-eval's `hf` backend) can load the directory this writes. The weights are random
@@ -101,7 +103,15 @@ def build_tiny_qwen3(path: str | os.PathLike) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python tests/tiny_model.py DIR
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    import argparse
 
-    print(build_tiny_qwen3(sys.argv[1]))
+    parser = argparse.ArgumentParser(prog="rps-train tiny-model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="directory to write the model and tokenizer to")
+    args = parser.parse_args(argv)
+    print(build_tiny_qwen3(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
