@@ -459,6 +459,10 @@ def _attempt_block(task: Task, r: AttemptRecord) -> str:
            '<div class="row">' + "".join(figures) + "</div>"]
     if r.api_error:
         out.append(f"<pre>API error: {_e(r.api_error[-ERROR_TAIL:])}</pre>")
+    reasoning = getattr(r, "reasoning", None)
+    if reasoning:
+        out.append(f"<details><summary>reasoning ({len(reasoning)} characters; the last {RESPONSE_TAIL})</summary>"
+                   f"<pre>{_e(reasoning[-RESPONSE_TAIL:])}</pre></details>")
     program = extract_program(strip_reasoning(r.completion)) if r.completion else None
     if program:
         out.append(f"<details><summary>program ({program.count(chr(10)) + 1} lines)</summary><pre>{_e(program)}</pre></details>")
