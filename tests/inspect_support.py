@@ -31,8 +31,15 @@ def report(log_path: str, out: Path) -> dict:
 
 
 def inspect_metrics(log) -> dict[str, float]:
+    """Inspect's metrics (rates and arc_prize_score) plus each metric's `_n` and `_of`, recovered
+    from the log's samples as `rps-evals report` and the end-of-eval table do."""
+    from rps_evals.inspect_eval.task import log_counts
+
     (score,) = log.results.scores
-    return {name: metric.value for name, metric in score.metrics.items()}
+    out = {name: metric.value for name, metric in score.metrics.items()}
+    for name, c in log_counts(log).items():
+        out[f"{name}_n"], out[f"{name}_of"] = c["n"], c["of"]
+    return out
 
 
 def assert_same_numbers(inspect: dict[str, float], core: dict) -> None:

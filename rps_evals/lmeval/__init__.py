@@ -40,8 +40,10 @@ from rps_evals.scoring import (
     AttemptRecord,
     Response,
     arc_prize_score,
-    metric_units,
+    pool,
     score_attempts,
+    task_counts,
+    unknown_stop_reasons,
 )
 
 log = logging.getLogger(__name__)
@@ -96,9 +98,7 @@ def doc_to_target(doc: dict) -> str:
 
 def pooled_rate(items: Iterable[Sequence[int]]) -> float:
     """sum(n) / sum(of) over per-doc (n, of) pairs: the run's n/of, never a mean of per-doc rates."""
-    items = list(items)
-    n, of = sum(i[0] for i in items), sum(i[1] for i in items)
-    return n / of if of else 0.0
+    return pool({"metric": item} for item in items).get("metric", {"rate": 0.0})["rate"]
 
 
 def count_records(items: Iterable[list]) -> int:
@@ -108,11 +108,9 @@ def count_records(items: Iterable[list]) -> int:
 
 def doc_metrics(task: Task, records: list[AttemptRecord], k: int) -> dict[str, Any]:
     """One doc's contribution to every metric, from the core's unit indicators."""
-    out: dict[str, Any] = {name: (sum(units.values()), len(units))
-                           for name, units in metric_units(records, k).items()}
+    out: dict[str, Any] = dict(task_counts(records, k))
     out["arc_prize_score"] = arc_prize_score(records, k)
-    unknown = sum(r.stop_reason is None and r.api_error is None and not r.missing for r in records)
-    out[UNKNOWN_STOP_KEY] = (unknown, len(records))
+    out[UNKNOWN_STOP_KEY] = (unknown_stop_reasons(records), len(records))
     out[RECORDS_KEY] = [_record_without_completion(r) for r in records]
     return out
 
@@ -252,7 +250,9 @@ def _lmeval_classes() -> dict[str, type]:
     from lm_eval.api.task import ConfigurableTask
 
     class KeepAllAttempts(Filter):
-        """Keep every repeat: lm-eval's default filter (take_first) would drop attempts 2..k."""
+        """Keep every repeat: lm-eval's default filter (take_first) would drop attempts 2..k. Not
+        lm-eval's `take_first_k`: its k is fixed in the YAML (a run with other `repeats` would keep
+        the wrong number or fail its assertion), while this follows `repeats`."""
 
         def apply(self, resps, docs):
             return [list(r) for r in resps]
