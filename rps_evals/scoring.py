@@ -11,12 +11,13 @@ missing response is a counted failure, never an absent row. `metric_units` gives
 
 from __future__ import annotations
 
+import ast
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from rps_evals.data import Dataset, Task
 from rps_evals.execution import Execution, Executor, Program
-from rps_evals.parse import Grid, as_grid, parse_response
+from rps_evals.parse import Grid, as_grid, extract_program, parse_response, strip_reasoning
 from rps_evals.prompt import PROMPT_VERSION
 
 STOP_REASONS = ("stop", "max_tokens", "model_length")
@@ -31,6 +32,8 @@ METRICS: dict[str, str] = {
     "token_limit_hits": "attempts",
     "api_errors": "attempts",
     "attempts_from_executed_programs": "attempts",
+    "attempts_from_general_programs": "attempts",
+    "hardcoded_output_programs": "attempts",
     "program_executions_without_error": "attempts",
     "json_fallback_attempts": "attempts",
     "invalid_attempts": "attempts",
@@ -43,7 +46,7 @@ METRICS: dict[str, str] = {
 }
 # A rise in these is a regression (the gate reads "drop" as "got worse").
 LOWER_IS_BETTER = frozenset({
-    "token_limit_hits", "api_errors", "json_fallback_attempts", "invalid_attempts",
+    "token_limit_hits", "api_errors", "json_fallback_attempts", "invalid_attempts", "hardcoded_output_programs",
     "program_timeouts", "program_errors", "tasks_no_attempt_executed",
 })
 
@@ -76,6 +79,7 @@ class AttemptRecord:
     api_error: str | None = None
     missing: bool = False
     error: str = ""  # tail of the program's error, if any
+    hardcoded: str | None = None  # literal_output | constant_output | None (see hardcoded_reason)
     completion: str | None = field(default=None, repr=False)
     reasoning: str | None = field(default=None, repr=False)  # reasoning returned apart from the completion
 
@@ -100,6 +104,51 @@ def program_for(task: Task, response: Response | None) -> tuple[Program, list[Gr
     parsed = parse_response(response.completion if response else None, task.num_tests)
     train_inputs = [pair[0] for pair in task.train]
     return Program(parsed.program, task.test_inputs, train_inputs), parsed.json_predictions
+
+
+MIN_LITERAL_CELLS = 4  # smaller grid literals ([[8]], [[0, 1]]) are ordinary code, not a stored answer
+
+
+def grid_literals(source: str) -> list[Grid]:
+    """Every list/tuple literal of ints in a program's source that is a valid grid of at least
+    MIN_LITERAL_CELLS cells, read with `ast` (never run). Unparsable source has none."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.List, ast.Tuple)):
+            continue
+        rows = [[cell.value for cell in row.elts if isinstance(cell, ast.Constant) and type(cell.value) is int]
+                for row in node.elts if isinstance(row, (ast.List, ast.Tuple))]
+        if len(rows) != len(node.elts) or any(len(row) != len(r.elts) for row, r in zip(rows, node.elts)):
+            continue  # not every element is a row of int constants
+        grid = as_grid(rows)
+        if grid is not None and len(grid) * len(grid[0]) >= MIN_LITERAL_CELLS:
+            found.append(grid)
+    return found
+
+
+def hardcoded_reason(task: Task, program: str | None, execution: Execution) -> str | None:
+    """Why a program that ran cleanly does not compute its outputs, or None (docs/metrics.md):
+    `literal_output`: its source holds, as a literal, one of the task's training or test output grids
+    that is not also one of its input grids; `constant_output`: it returned one and the same valid
+    grid for every training and test input although the task's training outputs are not all equal.
+    Our reading: when both hold, the reason is `literal_output`."""
+    if execution.status != "ok" or not program:
+        return None
+    key = lambda grid: tuple(map(tuple, grid))  # noqa: E731
+    inputs = {key(g) for g in [*task.test_inputs, *(i for i, _ in task.train)]}
+    outputs = {key(g) for g in [*task.test_outputs, *(o for _, o in task.train)]} - inputs
+    if any(key(g) in outputs for g in grid_literals(program)):
+        return "literal_output"
+    returned = [as_grid(v) for v in [*execution.test_outputs, *execution.train_outputs]]
+    train_outputs = [o for _, o in task.train]
+    if (len(returned) == task.num_tests + len(task.train) and returned[0] is not None
+            and all(g == returned[0] for g in returned) and any(o != train_outputs[0] for o in train_outputs)):
+        return "constant_output"
+    return None
 
 
 def score_attempt(task: Task, response: Response | None, json_predictions: list[Grid | None],
@@ -143,6 +192,9 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
         stop_reason=response.stop_reason,
         api_error=api_error,
         error=execution.error,
+        # the same source the executor ran (program_for parses the same completion the same way)
+        hardcoded=hardcoded_reason(task, extract_program(strip_reasoning(response.completion)), execution)
+        if execution.status == "ok" and response.completion else None,
         completion=response.completion,
         reasoning=response.reasoning,
     )
@@ -189,6 +241,8 @@ def metric_units(records: Sequence[AttemptRecord], k: int) -> dict[str, dict[Any
         units["token_limit_hits"][key] = r.stop_reason in TOKEN_LIMIT_REASONS
         units["api_errors"][key] = r.api_error is not None
         units["attempts_from_executed_programs"][key] = r.source == "executed_program"
+        units["attempts_from_general_programs"][key] = r.source == "executed_program" and r.hardcoded is None
+        units["hardcoded_output_programs"][key] = r.program_status == "ok" and r.hardcoded is not None
         units["program_executions_without_error"][key] = r.program_status == "ok"
         units["json_fallback_attempts"][key] = r.source == "json_fallback"
         units["invalid_attempts"][key] = r.source == "invalid"

@@ -227,3 +227,118 @@ def test_timeout_is_checked_before_error_in_the_sandbox():
         [execution] = executor.run([Program(src, [[[1]], [[2]]])])
     assert execution.status == "timeout"
     assert execution.test_outputs == [None, None]
+
+
+# --- hard-coded programs (hand-made tasks; executions given as the sandbox would return them) --------
+IN1, OUT1 = [[1, 2, 3], [4, 5, 6], [7, 8, 9]], [[3, 2, 1], [6, 5, 4], [9, 8, 7]]
+IN2, OUT2 = [[0, 1, 0], [1, 1, 1], [0, 0, 1]], [[0, 1, 0], [1, 1, 1], [1, 0, 0]]
+TIN, TOUT = [[6, 4, 4], [6, 6, 4], [4, 6, 7]], [[4, 4, 6], [4, 6, 6], [7, 6, 4]]
+MIRROR = Task("mirror", train=[(IN1, OUT1), (IN2, OUT2)], test_inputs=[TIN], test_outputs=[TOUT])
+
+
+def program_attempt(task, source, tests, train, status="ok"):
+    completion = f"Reasoning: see below\n```python\n{source}```\n"
+    return attempt(task, run(status, tests, train), completion=completion)
+
+
+def mirrored(grid):
+    return [row[::-1] for row in grid]
+
+
+def test_literal_test_output_is_hardcoded():
+    src = "def transform(grid):\n    return [[4, 4, 6], [4, 6, 6], [7, 6, 4]]\n"
+    r = program_attempt(MIRROR, src, [TOUT], [TOUT, TOUT])
+    assert r.source == "executed_program" and r.correct == [True]  # its output still counts as exact
+    assert r.hardcoded == "literal_output"  # also constant, but the literal is the first reason
+
+
+def test_literal_training_output_in_an_if_lookup_is_hardcoded():
+    src = ("def transform(grid):\n"
+           "    if grid == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]:\n"  # an input grid: ordinary code
+           "        return [[3, 2, 1], [6, 5, 4], [9, 8, 7]]\n"  # OUT1: a stored answer
+           "    return [row[::-1] for row in grid]\n")
+    r = program_attempt(MIRROR, src, [mirrored(TIN)], [OUT1, mirrored(IN2)])
+    assert r.hardcoded == "literal_output"
+    assert r.source == "executed_program" and r.correct == [True]
+
+
+def test_constant_output_is_hardcoded():
+    src = "def transform(grid):\n    return [[0] * 3 for _ in range(3)]\n"
+    zeros = [[0] * 3] * 3
+    r = program_attempt(MIRROR, src, [zeros], [zeros, zeros])
+    assert r.hardcoded == "constant_output"
+
+
+@pytest.mark.parametrize("task, src, tests, train", [
+    # identity: different output for every input
+    (MIRROR, "def transform(grid):\n    return grid\n", [TIN], [IN1, IN2]),
+    # the honest mirror
+    (MIRROR, "def transform(grid):\n    return [list(reversed(r)) for r in grid]\n", [TOUT], [OUT1, mirrored(IN2)]),
+    # a palette table: a grid-shaped literal that is no output of the task, and a flat list
+    (MIRROR, "SWAP = [[1, 5], [2, 6], [3, 4]]\nORDER = [0, 5, 6, 4, 3, 8, 9, 1, 2, 7]\n"
+             "def transform(grid):\n    table = dict(SWAP)\n    return [[table.get(c, ORDER[c]) for c in r] for r in grid]\n",
+     [TIN], [IN1, IN2]),
+])
+def test_honest_programs_are_not_hardcoded(task, src, tests, train):
+    assert program_attempt(task, src, tests, train).hardcoded is None
+
+
+CLASSIFY = Task("classify", train=[([[1, 1], [1, 0]], [[8]]), ([[2, 0], [0, 0]], [[1]])],
+                test_inputs=[[[3, 3], [3, 3]]], test_outputs=[[[8]]])
+
+
+def test_small_literal_in_a_classification_task_is_not_hardcoded():
+    src = "def transform(grid):\n    return [[8]] if sum(c > 0 for r in grid for c in r) > 2 else [[1]]\n"
+    assert program_attempt(CLASSIFY, src, [[[8]]], [[[8]], [[1]]]).hardcoded is None
+
+
+def test_constant_task_and_output_equal_to_an_input_are_not_hardcoded():
+    same = Task("same", train=[([[1]], [[5]]), ([[2]], [[5]])], test_inputs=[[[3]]], test_outputs=[[[5]]])
+    assert program_attempt(same, "def transform(grid):\n    return [[5]]\n", [[[5]]], [[[5]], [[5]]]).hardcoded is None
+    # the test output equals a training input: a literal of it is not a stored answer
+    echo = Task("echo", train=[(IN1, OUT1), (TOUT, IN2)], test_inputs=[TIN], test_outputs=[TOUT])
+    src = "def transform(grid):\n    return [[4, 4, 6], [4, 6, 6], [7, 6, 4]] if grid[0][0] == 6 else grid\n"
+    assert program_attempt(echo, src, [TOUT], [IN1, TOUT]).hardcoded is None
+
+
+def test_hardcoded_needs_status_ok_and_feeds_the_two_metrics():
+    literal = "def transform(grid):\n    return [[4, 4, 6], [4, 6, 6], [7, 6, 4]]\n"
+    crashed = program_attempt(MIRROR, literal + "    1 / 0\n", [None], [None, None], status="error")
+    assert crashed.hardcoded is None
+    # json_fallback: the literal program ran (ok) but returned a float grid on the test input
+    floaty = "def transform(grid):\n    x = [[4, 4, 6], [4, 6, 6], [7, 6, 4]]\n    return [[1.0]]\n"
+    fallback = attempt(MIRROR, run("ok", [[[1.0]]], [[[1.0]], [[1.0]]]), json_predictions=[TOUT],
+                       completion=f"```python\n{floaty}```", number=2)
+    assert fallback.source == "json_fallback" and fallback.hardcoded == "literal_output"
+    honest = program_attempt(MIRROR, "def transform(grid):\n    return [r[::-1] for r in grid]\n",
+                             [TOUT], [OUT1, mirrored(IN2)])
+    records = [program_attempt(MIRROR, literal, [TOUT], [TOUT, TOUT]), fallback]
+    honest_task = Task("mirror2", MIRROR.train, MIRROR.test_inputs, MIRROR.test_outputs)
+    records += [score_attempt(honest_task, Response("mirror2", a, honest.completion), [None], run(
+        "ok", [TOUT], [OUT1, mirrored(IN2)]), a) for a in (1, 2)]
+    crashed_task = Task("mirror3", MIRROR.train, MIRROR.test_inputs, MIRROR.test_outputs)
+    records += [score_attempt(crashed_task, Response("mirror3", 1, crashed.completion), [None],
+                              run("error", [None], [None, None]), 1), missing_record(crashed_task, 2)]
+    units = metric_units(records, k=2)
+    counted = {name: (sum(units[name].values()), len(units[name]))
+               for name in ("attempts_from_executed_programs", "attempts_from_general_programs",
+                            "hardcoded_output_programs", "program_executions_without_error")}
+    assert counted == {"attempts_from_executed_programs": (3, 6), "attempts_from_general_programs": (2, 6),
+                       "hardcoded_output_programs": (2, 6), "program_executions_without_error": (4, 6)}
+
+
+def test_records_without_the_hardcoded_field_still_load():
+    from rps_evals.scoring import AttemptRecord
+
+    data = missing_record(TASK1, 1).to_dict()
+    del data["hardcoded"]
+    assert AttemptRecord.from_dict(data).hardcoded is None
+
+
+def test_grid_literals_reads_source_without_running_it():
+    from rps_evals.scoring import grid_literals
+
+    src = "A = ((1, 2), (3, 4))\nB = [[1, 2, 3]]\nC = [[1, True], [2, 3]]\nD = [[[5, 5], [5, 5]]]\nE = [[1, -1], [2, 2]]\n"
+    assert grid_literals(src) == [[[1, 2], [3, 4]], [[5, 5], [5, 5]]]
+    assert grid_literals("def transform(grid:\n") == []
+    assert grid_literals("x = " + "[" * 5000 + "]" * 5000) == []
