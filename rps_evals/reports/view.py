@@ -384,8 +384,9 @@ def comparison_plot_png(comparison: dict) -> str:
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(names) + 1.2), dpi=100)
     for offset, side, color in ((-0.17, "a", "#1f77b4"), (0.17, "b", "#ff7f0e")):
         rates = [comparison["metrics"][m][side]["rate"] for m in names]
-        lows = [r - comparison["metrics"][m][side]["ci95"][0] for r, m in zip(rates, names)]
-        highs = [comparison["metrics"][m][side]["ci95"][1] - r for r, m in zip(rates, names)]
+        # max(0, ...): a bound equal to the rate can come back a rounding error past it
+        lows = [max(0.0, r - comparison["metrics"][m][side]["ci95"][0]) for r, m in zip(rates, names)]
+        highs = [max(0.0, comparison["metrics"][m][side]["ci95"][1] - r) for r, m in zip(rates, names)]
         ax.errorbar(rates, [i + offset for i in range(len(names))], xerr=[lows, highs], fmt="o", ms=4,
                     capsize=2, color=color, label=side.upper())
     ax.set_yticks(range(len(names)), names, fontsize=8)
