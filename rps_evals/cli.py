@@ -1,6 +1,6 @@
 """`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare two runs, gate CI.
 
-Exit codes: 0 success, 1 the gate failed, 2 bad input (usage, files, dataset, sandbox).
+Exit codes: 0 success, 1 the gate failed or `report` was given an unfinished run, 2 bad input (usage, files, dataset, sandbox).
 """
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from rps_evals.compare import compare_runs, format_comparison, gate
 from rps_evals.data import DATASETS, DatasetError, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, get_executor
 from rps_evals.records import InputError, read_responses, read_run, write_run
 from rps_evals.scoring import METRICS, format_table, score_attempts
+from rps_evals.selection import POLICIES
 
 
 @contextmanager
@@ -30,12 +31,19 @@ def _progress(total: int, label: str):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from rps_evals.provenance import build_provenance, sandbox_info
+
+    started = time.monotonic()
     dataset = load_dataset(args.dataset).select(args.task_ids)
     responses = read_responses(args.responses, dataset, args.attempts)
     with get_executor(args.sandbox, timeout=args.timeout) as executor, \
             _progress(len(dataset.tasks) * args.attempts, "running programs") as advance:
         records = score_attempts(dataset, responses, executor, args.attempts, progress=advance)
-    result = write_run(args.out, dataset, records, args.attempts)
+        # a responses file does not say which prompt made it: program_synthesis is unknown (null)
+        provenance = build_provenance(dataset, args.attempts, None, args.timeout,
+                                      sandbox_info(args.sandbox, getattr(executor, "image", None)))
+    result = write_run(args.out, dataset, records, args.attempts, provenance=provenance,
+                       usage={"wall_time_s": time.monotonic() - started}, **_selection_options(args))
     print(format_table(result))
     print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
     return 0
@@ -46,13 +54,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rps_evals.reports.readers import read_front_end_run
 
     dataset, records, k, options = read_front_end_run(args.log)
-    result = write_run(args.out, dataset, records, k, **options)
+    status = options.pop("status", None)
+    if status is not None and not args.allow_errors:
+        print(f"rps-evals: {args.log}: the run did not finish ({status['status']}: {status['error']}); "
+              "its numbers would count what was not run as failures. Re-run or retry it (inspect "
+              "eval-retry), or write it anyway with --allow-errors (results.json then records the status).",
+              file=sys.stderr)
+        return 1
+    result = write_run(args.out, dataset, records, k, status=status, **{**options, **_selection_options(args)})
     print(format_table(result))
     print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
     return 0
 
 
+def _selection_options(args: argparse.Namespace) -> dict:
+    """--select and the prices, where given (`report` otherwise keeps what the run itself used)."""
+    options = {"select": args.select} if args.select else {}
+    if args.price_in is not None:
+        options.update(price_in=args.price_in, price_out=args.price_out)
+    return options
+
+
+def _add_selection_arguments(parser: argparse.ArgumentParser, default_note: str) -> None:
+    parser.add_argument("--select", choices=POLICIES, default=None,
+                        help=f"which 2 of the k attempts to submit per test input: first (attempts 1 and 2, "
+                             f"the official rule), train_vote or train_verified_first; {default_note} "
+                             "(docs/metrics.md)")
+    parser.add_argument("--price-in", type=float, default=None, metavar="PRICE",
+                        help="price per million input tokens: results record the cost (with --price-out)")
+    parser.add_argument("--price-out", type=float, default=None, metavar="PRICE",
+                        help="price per million output tokens (with --price-in)")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
+    from rps_evals.compare import compare_runs, format_comparison  # scipy: imported where used
+
     comparison = compare_runs(read_run(args.run_a), read_run(args.run_b))
     print(format_comparison(comparison, str(args.run_a), str(args.run_b)))
     if args.out:
@@ -74,6 +110,8 @@ def _max_drop(text: str) -> tuple[str, float]:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    from rps_evals.compare import compare_runs, gate
+
     if not args.max_drop:
         raise InputError("give at least one --max-drop METRIC=FRACTION, e.g. "
                          "--max-drop attempts_from_executed_programs=0.05")
@@ -135,11 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where programs run: docker (default) or local (UNSAFE, your own code only)")
     score.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per transform call")
     score.add_argument("--task-ids", nargs="+", default=None, help="score only these tasks")
+    _add_selection_arguments(score, "default first")
     score.set_defaults(func=cmd_score)
 
     report = sub.add_parser("report", help="write a run directory from an Inspect log or lm-eval output")
     report.add_argument("log", type=Path, help="Inspect .eval/.json log, or lm-eval --output_path result")
     report.add_argument("--out", required=True, type=Path)
+    report.add_argument("--allow-errors", action="store_true",
+                        help="write a run whose log status is error or cancelled (results.json records it)")
+    _add_selection_arguments(report, "default: what the run used, else first")
     report.set_defaults(func=cmd_report)
 
     compare = sub.add_parser("compare", help="paired comparison of two run directories")
@@ -188,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--attempts must be at least 1")
     if getattr(args, "timeout", 1) <= 0:
         parser.error("--timeout must be positive")
+    prices = (getattr(args, "price_in", None), getattr(args, "price_out", None))
+    if (prices[0] is None) != (prices[1] is None):
+        parser.error("--price-in and --price-out go together (prices per million input and output tokens)")
+    if any(p is not None and not p >= 0 for p in prices):
+        parser.error("--price-in and --price-out must be numbers >= 0")
     try:
         return args.func(args)
     except (InputError, DatasetError, SandboxUnavailable) as exc:
