@@ -2,19 +2,20 @@
 
 It shows all training pairs and ALL test inputs of a task and asks for the labeled answer
 structure of the RPS study: `Reasoning:`, `Python program:` (a ```python block defining
-`transform(grid)`), `Predicted test outputs:` (JSON). The version id is stored with every result;
-change it whenever the text changes, since scores are only comparable under the same prompt.
+`transform(grid)`), `Predicted test outputs:` (JSON). Each program-synthesis mode has its own
+template text and its own version id; results record both the id and the SHA-256 of the template
+(`prompt_hash`), since scores are only comparable under the same prompt. Change a mode's version
+whenever its text changes: tests/test_data.py pins each hash to its version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from enum import Enum
 
 from rps_evals.data import Task
 from rps_evals.parse import Grid
-
-PROMPT_VERSION = "arc-prog-v1"
 
 
 class ProgramSynthesis(str, Enum):
@@ -23,6 +24,15 @@ class ProgramSynthesis(str, Enum):
     ALLOWED = "allowed"
     REQUIRED = "required"
     OFF = "off"
+
+
+# One id per mode: the three texts differ, so their scores are different measurements.
+PROMPT_VERSIONS = {
+    ProgramSynthesis.ALLOWED: "arc-prog-v1",
+    ProgramSynthesis.REQUIRED: "arc-prog-v1-required",
+    ProgramSynthesis.OFF: "arc-prog-v1-off",
+}
+PROMPT_VERSION = PROMPT_VERSIONS[ProgramSynthesis.ALLOWED]  # the default mode's (the RPS report's)
 
 
 def format_grid(grid: Grid) -> str:
@@ -59,28 +69,42 @@ _ANSWER_FORMAT = {
 _ANSWER_FORMAT[ProgramSynthesis.REQUIRED] = _ANSWER_FORMAT[ProgramSynthesis.ALLOWED]
 
 
+# The template: {examples} and {tests} are filled with one _EXAMPLE / _TEST block per pair / test input.
+_TEMPLATE = (
+    "You are solving an ARC-AGI puzzle. Each example maps an input grid to an output grid by "
+    "one hidden rule. Grids are lists of rows; each cell is a color 0-9.\n\n"
+    "{examples}{tests}"
+    "Find the rule and apply it to the {count} test input{s}. {instructions}\n\n"
+    "Answer in exactly this structure:\n\n"
+    "{answer_format}\n\n"
+    "`Predicted test outputs` must be a JSON list of {count} grid{s}, one per test input, in order."
+)
+_EXAMPLE = "Example {i} input:\n{input}\nExample {i} output:\n{output}\n\n"
+_TEST = "Test input {j}:\n{input}\n\n"
+
+
+def prompt_template(mode: ProgramSynthesis | str = ProgramSynthesis.ALLOWED) -> str:
+    """The exact template text of a mode (its main text, then the example and test-input blocks)."""
+    mode = ProgramSynthesis(mode)
+    main = _TEMPLATE.replace("{instructions}", _INSTRUCTIONS[mode]).replace("{answer_format}", _ANSWER_FORMAT[mode])
+    return "\n".join((main, _EXAMPLE, _TEST))
+
+
+def prompt_hash(mode: ProgramSynthesis | str = ProgramSynthesis.ALLOWED) -> str:
+    """SHA-256 (hex) of the mode's template text: what `prompt_hash` in a result's provenance is."""
+    return hashlib.sha256(prompt_template(mode).encode("utf-8")).hexdigest()
+
+
+def prompt_version(mode: ProgramSynthesis | str = ProgramSynthesis.ALLOWED) -> str:
+    return PROMPT_VERSIONS[ProgramSynthesis(mode)]
+
+
 def build_prompt(task: Task, mode: ProgramSynthesis | str = ProgramSynthesis.ALLOWED) -> str:
     """The user message for `task` under a program-synthesis `mode`."""
     mode = ProgramSynthesis(mode)
-    parts = [
-        "You are solving an ARC-AGI puzzle. Each example maps an input grid to an output grid by "
-        "one hidden rule. Grids are lists of rows; each cell is a color 0-9.",
-        "",
-    ]
-    for i, (grid_in, grid_out) in enumerate(task.train, 1):
-        parts += [f"Example {i} input:", format_grid(grid_in), f"Example {i} output:", format_grid(grid_out), ""]
-    for j, grid_in in enumerate(task.test_inputs, 1):
-        parts += [f"Test input {j}:", format_grid(grid_in), ""]
     count = task.num_tests
-    parts += [
-        f"Find the rule and apply it to the {count} test input{'s' if count > 1 else ''}. "
-        + _INSTRUCTIONS[mode],
-        "",
-        "Answer in exactly this structure:",
-        "",
-        _ANSWER_FORMAT[mode],
-        "",
-        f"`Predicted test outputs` must be a JSON list of {count} grid{'s' if count > 1 else ''}, "
-        "one per test input, in order.",
-    ]
-    return "\n".join(parts)
+    examples = "".join(_EXAMPLE.format(i=i, input=format_grid(grid_in), output=format_grid(grid_out))
+                       for i, (grid_in, grid_out) in enumerate(task.train, 1))
+    tests = "".join(_TEST.format(j=j, input=format_grid(grid_in)) for j, grid_in in enumerate(task.test_inputs, 1))
+    return _TEMPLATE.format(examples=examples, tests=tests, count=count, s="s" if count > 1 else "",
+                            instructions=_INSTRUCTIONS[mode], answer_format=_ANSWER_FORMAT[mode])

@@ -6,7 +6,7 @@ from importlib.resources import files
 import pytest
 
 from rps_evals.data import DatasetError, Task, load_dataset, overlap
-from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
+from rps_evals.prompt import ProgramSynthesis, build_prompt
 
 
 @pytest.mark.parametrize("name, tasks, outputs", [
@@ -53,6 +53,5 @@ def test_prompt_shows_every_pair_and_test_input():
     off = build_prompt(task, ProgramSynthesis.OFF)
     assert "Python program:" not in off and "Do not write code" in off
     assert "Solve it by writing a Python program" in build_prompt(task, "required")
-    assert PROMPT_VERSION == "arc-prog-v1"
     with pytest.raises(ValueError):
         build_prompt(task, "sometimes")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,15 +17,74 @@ from rps_evals.execution import SandboxUnavailable
 LABEL = "rps-evals.sandbox"  # every container we start carries it (leftovers: docker ps -f label=...)
 
 
-def sandbox_hash() -> str:
-    """12 hex digits of sha256(runner.py + Dockerfile): the image tag, so an image built from other
-    sources is never used by mistake (sandbox/build_offline.sh computes the same)."""
+def _default_base_image() -> str:
+    """The Dockerfile's own BASE_IMAGE default (the official slim Python image)."""
+    text = (files("rps_evals.sandbox") / "Dockerfile").read_text(encoding="utf-8")
+    return re.search(r"^ARG BASE_IMAGE=(\S+)", text, re.M).group(1)
+
+
+DEFAULT_BASE_IMAGE = _default_base_image()
+# What sandbox/build_offline.sh imports from an mmdebstrap root (Debian's python3 and numpy).
+OFFLINE_BASE_IMAGE = f"rps-evals-sandbox-base:{os.environ.get('RPS_SANDBOX_SUITE', 'bookworm')}"
+
+
+def sandbox_hash(base_image: str = DEFAULT_BASE_IMAGE) -> str:
+    """12 hex digits of sha256(runner.py + Dockerfile + "BASE_IMAGE=<base>"): the image tag, so an
+    image built from other sources, or on another base (another Python or numpy), is never taken for
+    this one (sandbox/build_offline.sh computes the same)."""
     sandbox = files("rps_evals.sandbox")
     data = (sandbox / "runner.py").read_bytes() + (sandbox / "Dockerfile").read_bytes()
-    return hashlib.sha256(data).hexdigest()[:12]
+    return hashlib.sha256(data + f"BASE_IMAGE={base_image}".encode()).hexdigest()[:12]
 
 
-SANDBOX_IMAGE = f"rps-evals-sandbox:{sandbox_hash()}"
+def image_tag(base_image: str = DEFAULT_BASE_IMAGE) -> str:
+    return f"rps-evals-sandbox:{sandbox_hash(base_image)}"
+
+
+SANDBOX_IMAGE = image_tag(DEFAULT_BASE_IMAGE)  # built online (`rps-evals sandbox build`)
+OFFLINE_SANDBOX_IMAGE = image_tag(OFFLINE_BASE_IMAGE)  # built by sandbox/build_offline.sh
+
+
+def sandbox_image(client=None) -> str:
+    """The image programs run in: $RPS_EVALS_SANDBOX_IMAGE, else this package's image built on the
+    default base, else the one built offline, whichever exists (SANDBOX_IMAGE when none does, so
+    the error names what to build)."""
+    chosen = os.environ.get("RPS_EVALS_SANDBOX_IMAGE")
+    if chosen:
+        return chosen
+    try:
+        client = client or docker_client()
+    except SandboxUnavailable:
+        return SANDBOX_IMAGE
+    for candidate in (SANDBOX_IMAGE, OFFLINE_SANDBOX_IMAGE):
+        if _image_exists(client, candidate):
+            return candidate
+    return SANDBOX_IMAGE
+
+
+_IDENTITIES: dict[str, dict] = {}
+_VERSIONS_CODE = "import platform, numpy; print(platform.python_version(), numpy.__version__)"
+
+
+def image_identity(image: str | None = None) -> dict:
+    """{image: {tag, id}, python, numpy} of a sandbox image, the versions read by running its own
+    python3 once (cached per image id for the process); unknown fields are None."""
+    try:
+        client = docker_client()
+        image = image or sandbox_image(client)
+        image_id = client.images.get(image).id
+    except Exception:  # no engine, no such image: the run itself reports that
+        return {"image": {"tag": image or SANDBOX_IMAGE, "id": None}, "python": None, "numpy": None}
+    if image_id not in _IDENTITIES:
+        python = numpy_version = None
+        try:
+            out = client.containers.run(image_id, ["python3", "-I", "-c", _VERSIONS_CODE], remove=True,
+                                        network_disabled=True, labels={LABEL: "versions"})
+            python, numpy_version = out.decode().split()
+        except Exception:
+            pass
+        _IDENTITIES[image_id] = {"python": python, "numpy": numpy_version}
+    return {"image": {"tag": image, "id": image_id}, **_IDENTITIES[image_id]}
 
 
 _ENGINE_HELP = (
@@ -68,6 +128,20 @@ def _image_exists(client, image: str) -> bool:
         return False
 
 
+BUILD_HELP = ("run `rps-evals sandbox build` (`--mode offline` where no registry is reachable; from "
+              "Python: rps_evals.execution.image.ensure_image()); see docs/sandbox.md")
+
+
+def check_image(image: str | None = None, client=None) -> str:
+    """The sandbox image's name if it is built here, else SandboxUnavailable saying how to build it
+    (it is never pulled): the one check, run before any container is started."""
+    client = client or docker_client()
+    image = image or sandbox_image(client)
+    if not _image_exists(client, image):
+        raise SandboxUnavailable(f"the sandbox image {image} is not built yet: {BUILD_HELP}")
+    return image
+
+
 def ensure_image(image: str | None = None, *, offline: bool | None = None, base_image: str | None = None,
                  force: bool = False, quiet: bool = False) -> str:
     """Build the sandbox image unless it exists; return its name. For `rps-evals sandbox build`.
@@ -76,15 +150,21 @@ def ensure_image(image: str | None = None, *, offline: bool | None = None, base_
     offline: sandbox/build_offline.sh (mmdebstrap base from the host's apt sources). With
     offline=None the online build is tried first and the offline one where that fails.
     """
-    image = image or SANDBOX_IMAGE
     client = docker_client()
+    if image is None and base_image is None and not force:
+        for built in ((SANDBOX_IMAGE, OFFLINE_SANDBOX_IMAGE) if offline is None else
+                      (OFFLINE_SANDBOX_IMAGE,) if offline else (SANDBOX_IMAGE,)):
+            if _image_exists(client, built):
+                return built
+    if image is None:
+        image = OFFLINE_SANDBOX_IMAGE if offline and base_image is None else image_tag(base_image or DEFAULT_BASE_IMAGE)
     if not force and _image_exists(client, image):
         return image
     errors = []
     if offline is not True:
         try:
             with as_file(files("rps_evals.sandbox")) as context:
-                buildargs = {"SANDBOX_HASH": sandbox_hash()}
+                buildargs = {"SANDBOX_HASH": sandbox_hash(base_image or DEFAULT_BASE_IMAGE)}
                 if base_image:
                     buildargs["BASE_IMAGE"] = base_image
                 _, logs = client.images.build(path=str(context), tag=image, buildargs=buildargs, rm=True,
@@ -101,8 +181,11 @@ def ensure_image(image: str | None = None, *, offline: bool | None = None, base_
                 raise SandboxUnavailable(errors[0]) from None
             if not quiet:
                 print(f"{errors[0]}; building offline with sandbox/build_offline.sh", file=sys.stderr)
-    if image != SANDBOX_IMAGE:
-        raise SandboxUnavailable(f"the offline build makes {SANDBOX_IMAGE} only, not {image}; " + "; ".join(errors))
+    if offline is None and image == SANDBOX_IMAGE:
+        image = OFFLINE_SANDBOX_IMAGE  # the same sources on the offline base: another tag
+    if image != OFFLINE_SANDBOX_IMAGE:
+        raise SandboxUnavailable(f"the offline build makes {OFFLINE_SANDBOX_IMAGE} only, not {image}; "
+                                 + "; ".join(errors))
     if shutil.which("mmdebstrap") is None and os.geteuid() != 0:
         errors.append("offline build needs mmdebstrap (apt-get install mmdebstrap)")
         raise SandboxUnavailable("; ".join(errors))
