@@ -9,12 +9,10 @@ outputs of one task are not independent).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import binomtest
 
 from rps_evals.records import InputError
 from rps_evals.scoring import LOWER_IS_BETTER, AttemptRecord, metric_units
@@ -24,15 +22,14 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
 
-def wilson_interval(n: int, of: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95% Wilson score interval for n successes out of `of`."""
+def wilson_interval(n: int, of: int) -> tuple[float, float]:
+    """95% Wilson score interval for n successes out of `of` (scipy's; (0, 1) for no units)."""
     if of == 0:
         return (0.0, 1.0)
-    p = n / of
-    denom = 1 + z * z / of
-    centre = (p + z * z / (2 * of)) / denom
-    half = z * math.sqrt(p * (1 - p) / of + z * z / (4 * of * of)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    from scipy.stats import binomtest  # imported here: scipy.stats takes ~1.5 s to import
+
+    ci = binomtest(int(n), int(of)).proportion_ci(confidence_level=0.95, method="wilson")
+    return (max(0.0, float(ci.low)), min(1.0, float(ci.high)))
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
@@ -40,6 +37,8 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     if only_a + only_b == 0:
         return 1.0
     return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    from scipy.stats import binomtest
+
 
 
 @dataclass(frozen=True)
