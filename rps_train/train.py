@@ -54,6 +54,9 @@ class RPSArguments:
     stage1_adapter: str | None = field(
         default=None, metadata={"help": "reuse this stage-1 adapter (e.g. RPS's, for EPS) instead of training one"})
     stages: str = field(default="1,2", metadata={"help": "stages to run: '1,2', '1' or '2'"})
+    resume: bool = field(default=False, metadata={
+        "help": "resume an interrupted run: a stage that finished (its rps_stage.json matches) is kept, an "
+                "interrupted one continues from its last checkpoint (save_strategy must write checkpoints)"})
     inspect_task: str = field(default="rps_evals/arc2", metadata={"help": "Inspect task in printed commands"})
 
 
@@ -230,7 +233,7 @@ def _load_base(model_args):
 
 def _count_truncated(dataset, max_length: int | None) -> int:
     """Pairs whose prompt + chosen or prompt + rejected exceeds max_length (TRL cuts their end)."""
-    if max_length is None or dataset is None or "prompt_ids" not in dataset.column_names:
+    if max_length is None or dataset is None or len(dataset) == 0 or "prompt_ids" not in dataset.column_names:
         return 0
     lengths = dataset.map(
         lambda ex: {"_n": len(ex["prompt_ids"]) + max(len(ex["chosen_ids"]), len(ex["rejected_ids"]))},
@@ -238,9 +241,15 @@ def _count_truncated(dataset, max_length: int | None) -> int:
     return sum(n > max_length for n in lengths)
 
 
+def _last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
 def train_stage(stage: int, training_args, model_args, train_ds, eval_ds, tokenizer,
                 init_adapter: Path | None = None, reference: str | None = None,
-                callbacks: Sequence = ()) -> dict[str, Any]:
+                callbacks: Sequence = (), resume: bool = False) -> dict[str, Any]:
     """Train one stage and save its adapter to training_args.output_dir; returns its record."""
     from peft import PeftModel
     from trl import DPOTrainer, get_peft_config
@@ -254,6 +263,13 @@ def train_stage(stage: int, training_args, model_args, train_ds, eval_ds, tokeni
         peft_config = None
     trainer = DPOTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=peft_config, callbacks=list(callbacks))
+    # TRL drops pairs whose prompt alone reaches max_length (keep_start truncation) without a word.
+    kept = len(trainer.train_dataset)
+    kept_eval = len(trainer.eval_dataset) if eval_ds is not None else 0
+    if kept == 0:
+        raise ConfigError(f"stage {stage}: all {len(train_ds)} training pairs have a prompt of at least "
+                          f"max_length={training_args.max_length} tokens and TRL drops them; raise max_length "
+                          "(ARC prompts run to several thousand tokens)")
     peft_model = trainer.model
     if stage == 2:
         # TRL copied the loaded adapter to a frozen "ref" adapter: the stage-1 model is the reference.
@@ -275,15 +291,27 @@ def train_stage(stage: int, training_args, model_args, train_ds, eval_ds, tokeni
         "reference": "base" if stage == 1 else reference,
         "init_adapter": str(init_adapter) if init_adapter else None,
         "initial_adapter_sha256": initial,
-        "train_pairs": len(train_ds),
-        "eval_pairs": len(eval_ds) if eval_ds is not None else 0,
+        "pairs_before_filter": len(train_ds),
+        "train_pairs": kept,  # what was trained on, after TRL's filter
+        "dropped_pairs": len(train_ds) - kept,  # prompt >= max_length
+        "eval_pairs": kept_eval,
+        "dropped_eval_pairs": (len(eval_ds) - kept_eval) if eval_ds is not None else 0,
+        "max_length": training_args.max_length,
         "truncated_pairs": _count_truncated(trainer.train_dataset, training_args.max_length),
     }
-    if record["truncated_pairs"] and trainer.accelerator.is_main_process:
-        print(f"warning: stage {stage}: {record['truncated_pairs']} training pair(s) exceed max_length="
-              f"{training_args.max_length} and are cut at the end", file=sys.stderr)
+    if trainer.accelerator.is_main_process:
+        print(f"stage {stage}: training on {kept} of {len(train_ds)} pairs ({record['dropped_pairs']} dropped by "
+              f"TRL: prompt >= max_length={training_args.max_length}); {kept_eval} eval pairs "
+              f"({record['dropped_eval_pairs']} dropped)", file=sys.stderr)
+        if record["truncated_pairs"]:
+            print(f"warning: stage {stage}: {record['truncated_pairs']} training pair(s) exceed max_length="
+                  f"{training_args.max_length} and are cut at the end", file=sys.stderr)
 
-    result = trainer.train()
+    checkpoint = _last_checkpoint(out) if resume else None
+    record["resumed_from"] = checkpoint
+    if checkpoint and trainer.accelerator.is_main_process:
+        print(f"stage {stage}: resuming from {checkpoint}", file=sys.stderr)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out))
     trainer.accelerator.wait_for_everyone()
     if trainer.accelerator.is_main_process:
@@ -308,6 +336,18 @@ def train_stage(stage: int, training_args, model_args, train_ds, eval_ds, tokeni
     del trainer, model, peft_model
     _free_memory()  # stage 2 loads its own copy of the base model
     return record
+
+
+def _finished(out: Path, training_args, log) -> dict[str, Any] | None:
+    """The record of a stage that already finished with these settings (for --resume), else None."""
+    path = out / "rps_stage.json"
+    if not path.exists() or not (out / "adapter_model.safetensors").exists():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("learning_rate") != training_args.learning_rate:
+        return None
+    log(f"{out}: finished before (rps_stage.json), kept")
+    return {**record, "reused": True}
 
 
 def _free_memory() -> None:
@@ -364,11 +404,13 @@ def run(rps: RPSArguments, training_args, model_args, callbacks: Sequence = (), 
     records: dict[str, Any] = {}
     if 1 in stages:
         args1 = _stage_args(training_args, stage1_dir, stage1_lr, f"{rps.schedule_name}-stage1")
-        records["stage1"] = train_stage(1, args1, model_args, data[1][0], data[1][1], tokenizer, callbacks=callbacks)
+        records["stage1"] = (rps.resume and _finished(stage1_dir, args1, log)) or train_stage(
+            1, args1, model_args, data[1][0], data[1][1], tokenizer, callbacks=callbacks, resume=rps.resume)
     if 2 in stages:
         args2 = _stage_args(training_args, stage2_dir, rps.stage2_lr_ratio * stage1_lr, f"{rps.schedule_name}-stage2")
-        records["stage2"] = train_stage(2, args2, model_args, data[2][0], data[2][1], tokenizer,
-                                        init_adapter=stage1_dir, reference=rps.stage2_reference, callbacks=callbacks)
+        records["stage2"] = (rps.resume and _finished(stage2_dir, args2, log)) or train_stage(
+            2, args2, model_args, data[2][0], data[2][1], tokenizer, init_adapter=stage1_dir,
+            reference=rps.stage2_reference, callbacks=callbacks, resume=rps.resume)
 
     from accelerate import PartialState
 

@@ -311,3 +311,74 @@ def test_study_configs(name, ratio):
     assert args.eval_strategy.value == "steps" and args.eval_steps == 1 and args.logging_steps == 1
     if name == "eps_qwen3_8b":  # EPS continues from RPS's stage-1 model
         assert rps.stage1_adapter == "runs/rps_qwen3_8b/stage1"
+
+
+# ---- honesty about what TRL trained on, and resuming ------------------------------------------
+
+def _long_prompt_data(path: Path, tokenizer, long: int, short: int) -> tuple[Path, list[int]]:
+    """Stage-1 pairs, `long` of them with a prompt padded far past 256 tokens; their prompt lengths."""
+    rows = [_pair(i, False) for i in range(long + short)]
+    for row in rows[:long]:
+        row["prompt"][0]["content"] += "\n" + "Example 1 input: [1, 2, 3]\n" * 60
+    datasets.Dataset.from_list(rows).save_to_disk(str(path / "stage1"))
+    datasets.Dataset.from_list([_pair(0, True)]).save_to_disk(str(path / "stage2"))
+    lengths = [len(tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"]) for r in rows]
+    return path, lengths
+
+
+def test_dropped_pairs_are_reported(tiny_qwen3, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    data, lengths = _long_prompt_data(tmp_path / "data", AutoTokenizer.from_pretrained(tiny_qwen3), long=2, short=3)
+    assert min(lengths[:2]) >= 256 > max(lengths[2:])  # the premise: 2 prompts reach max_length, 3 do not
+    args = parse("--model_name_or_path", str(tiny_qwen3), "--data_dir", str(data), "--output_dir",
+                 str(tmp_path / "out"), "--stages", "1", "--validation_split", "0", "--eval_strategy", "no", "--max_length", "256",
+                 "--report_to", "none")
+    manifest = trainer_mod.run(*args, log=lambda *_: None)
+    record = json.loads((tmp_path / "out" / "stage1" / "rps_stage.json").read_text())
+    assert (record["pairs_before_filter"], record["train_pairs"], record["dropped_pairs"]) == (5, 3, 2)
+    assert record["global_steps"] == 3 and record["max_length"] == 256
+    assert manifest["stages"]["stage1"]["dropped_pairs"] == 2
+    assert "stage 1: training on 3 of 5 pairs (2 dropped by TRL: prompt >= max_length=256)" in capsys.readouterr().err
+
+
+def test_all_pairs_dropped_is_an_error_naming_max_length(tiny_qwen3, tmp_path):
+    from transformers import AutoTokenizer
+
+    data, _ = _long_prompt_data(tmp_path / "data", AutoTokenizer.from_pretrained(tiny_qwen3), long=2, short=0)
+    args = parse("--model_name_or_path", str(tiny_qwen3), "--data_dir", str(data), "--output_dir",
+                 str(tmp_path / "out"), "--stages", "1", "--validation_split", "0", "--eval_strategy", "no", "--max_length", "256",
+                 "--report_to", "none")
+    with pytest.raises(trainer_mod.ConfigError, match=r"stage 1: all 2 training pairs .* max_length=256"):
+        trainer_mod.run(*args, log=lambda *_: None)
+    assert not (tmp_path / "out" / "stage1" / "adapter_model.safetensors").exists()
+
+
+class Interrupt(TrainerCallback):
+    """Stops training as a kill would, after `at` optimizer steps."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt(f"interrupted at step {self.at}")
+
+
+def test_resume_from_the_last_checkpoint(tiny_qwen3, tmp_path):
+    data = write_data(tmp_path / "data")
+    common = ["--model_name_or_path", str(tiny_qwen3), "--data_dir", str(data), "--output_dir", str(tmp_path / "out"),
+              "--stages", "1", "--save_strategy", "steps", "--save_steps", "3", "--report_to", "none"]
+    with pytest.raises(KeyboardInterrupt):
+        trainer_mod.run(*parse(*common), callbacks=[Interrupt(5)], log=lambda *_: None)
+    stage1 = tmp_path / "out" / "stage1"
+    assert (stage1 / "checkpoint-3").is_dir() and not (stage1 / "rps_stage.json").exists()
+    trainer_mod.run(*parse(*common, "--resume", "true"), log=lambda *_: None)
+    record = json.loads((stage1 / "rps_stage.json").read_text())
+    assert record["resumed_from"] == str(stage1 / "checkpoint-3")
+    assert record["global_steps"] == STAGE1_PAIRS - 1  # 9 training pairs at batch 1, counted from the start
+    # a finished stage is kept as it is on the next --resume
+    manifest = trainer_mod.run(*parse(*common, "--resume", "true"), log=lambda *_: None)
+    assert manifest["stages"]["stage1"]["reused"] is True
+    assert manifest["stages"]["stage1"]["adapter_sha256"] == record["adapter_sha256"]
