@@ -34,8 +34,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rps_evals.provenance import build_provenance, sandbox_info
 
     started = time.monotonic()
-    dataset = load_dataset(args.dataset).select(args.task_ids)
-    responses = read_responses(args.responses, dataset, args.attempts)
+    full = load_dataset(args.dataset)
+    dataset = full.select(args.task_ids)
+    # Every line is checked against the whole dataset (an unknown task id is still an error); lines
+    # for tasks outside --task-ids are valid answers that this run does not score.
+    in_file = read_responses(args.responses, full, args.attempts)
+    responses = [r for r in in_file if r.task_id in dataset.tasks]
+    if len(responses) < len(in_file):
+        print(f"note: {len(in_file) - len(responses)} of the {len(in_file)} lines of {args.responses} "
+              "answer tasks outside --task-ids; they are not scored")
     with get_executor(args.sandbox, timeout=args.timeout) as executor, \
             _progress(len(dataset.tasks) * args.attempts, "running programs") as advance:
         records = score_attempts(dataset, responses, executor, args.attempts, progress=advance)
@@ -89,7 +96,7 @@ def _add_selection_arguments(parser: argparse.ArgumentParser, default_note: str)
 def cmd_compare(args: argparse.Namespace) -> int:
     from rps_evals.compare import compare_runs, format_comparison  # scipy: imported where used
 
-    comparison = compare_runs(read_run(args.run_a), read_run(args.run_b))
+    comparison = compare_runs(read_run(args.run_a), read_run(args.run_b), strict=args.strict)
     print(format_comparison(comparison, str(args.run_a), str(args.run_b)))
     if args.out:
         Path(args.out).write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
@@ -115,8 +122,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if not args.max_drop:
         raise InputError("give at least one --max-drop METRIC=FRACTION, e.g. "
                          "--max-drop attempts_from_executed_programs=0.05")
-    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate))
+    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate), strict=args.strict)
     passed, table = gate(comparison, dict(args.max_drop), args.alpha)
+    for warning in comparison["warnings"]:
+        print(warning)
     print(table)
     print("gate: PASS" if passed else "gate: FAIL (candidate regressed beyond the allowed drop)")
     return 0 if passed else 1
@@ -188,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
     compare.add_argument("--out", type=Path, help="also write the comparison as JSON")
+    compare.add_argument("--strict", action="store_true",
+                         help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     compare.set_defaults(func=cmd_compare)
 
     gate_p = sub.add_parser("gate", help="exit 1 if a candidate run regressed against a baseline")
@@ -197,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"allowed drop in rate; metrics: {', '.join(METRICS)}")
     gate_p.add_argument("--alpha", type=float, default=None,
                         help="also require the drop to be significant (exact McNemar p < alpha)")
+    gate_p.add_argument("--strict", action="store_true",
+                        help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     gate_p.set_defaults(func=cmd_gate)
 
     sandbox = sub.add_parser("sandbox", help="build the sandbox image, or remove leftover sandbox containers")

@@ -17,7 +17,12 @@ import numpy as np
 from rps_evals.records import InputError
 from rps_evals.scoring import LOWER_IS_BETTER, AttemptRecord, metric_units
 
-HEADLINE = ("attempts_from_executed_programs", "tasks_all_attempts_executed", "test_output_exact")
+HEADLINE = ("attempts_from_executed_programs", "attempts_from_general_programs", "tasks_all_attempts_executed",
+            "test_output_exact")
+# What a result records about how it was measured (docs/metrics.md, "Provenance"). Pairing runs that
+# differ in these is meaningless: an error. These can move a score: a warning (an error with --strict).
+MUST_MATCH = ("dataset_hash", "k")
+SHOULD_MATCH = ("prompt_hash", "program_synthesis", "exec_timeout", "sandbox numpy")
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
@@ -81,18 +86,62 @@ def _bootstrap_diff(keys: list, a: np.ndarray, b: np.ndarray) -> tuple[float, fl
     return (float(low), float(high))
 
 
-def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict, Sequence[AttemptRecord]]) -> dict[str, Any]:
-    """Pair two runs (each `(results, records)` as from records.read_run) metric by metric."""
+def recorded(result: dict[str, Any], name: str) -> Any:
+    """One provenance value of a results document, None when it is unknown. Runs written before the
+    provenance block existed keep dataset_hash and k (as attempts_per_task) at the top level."""
+    provenance = result.get("provenance") or {}
+    if name == "sandbox numpy":
+        return (provenance.get("sandbox") or {}).get("numpy")
+    if provenance.get(name) is not None:
+        return provenance[name]
+    if name == "k":
+        return result.get("attempts_per_task")
+    return result.get(name)
+
+
+def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = False) -> list[str]:
+    """Check that two results may be paired: an InputError naming both values when they differ in
+    dataset, dataset_hash or k; a warning line for each SHOULD_MATCH value that differs or is
+    unknown (a run without provenance: nothing can be checked, and the reader is told so).
+    `strict` turns the warnings into an InputError."""
+    for name in ("dataset", *MUST_MATCH):
+        a, b = (res.get(name) if name == "dataset" else recorded(res, name) for res in (res_a, res_b))
+        if a is not None and b is not None and a != b:
+            raise InputError(f"the runs differ in {name}: A {a!r}, B {b!r}; they cannot be paired")
+        if name == "k" and a is None:
+            raise InputError("run A records no k (attempts per task): not a results.json of rps-evals")
+        if name == "k" and b is None:
+            raise InputError("run B records no k (attempts per task): not a results.json of rps-evals")
+    warnings = []
+    for name in ("dataset_hash", *SHOULD_MATCH):
+        a, b = recorded(res_a, name), recorded(res_b, name)
+        if a is None or b is None:
+            unknown = "both runs" if a is None and b is None else ("run A" if a is None else "run B")
+            warnings.append(f"WARNING: {name} is unknown for {unknown} (A {_shown(a)}, B {_shown(b)}): "
+                            "cannot check that the runs were measured the same way")
+        elif name != "dataset_hash" and a != b:
+            warnings.append(f"WARNING: the runs differ in {name}: A {_shown(a)}, B {_shown(b)}")
+    for label, res in (("A", res_a), ("B", res_b)):
+        if "hardcoded_output_programs" not in res.get("metrics", {}):
+            warnings.append(f"WARNING: run {label} was scored before hard-coded programs were detected: "
+                            "its attempts_from_general_programs counts every executed program")
+    if strict and warnings:
+        raise InputError("--strict: the runs may not be comparable:\n" + "\n".join(warnings))
+    return warnings
+
+
+def _shown(value: Any) -> str:
+    return "unknown" if value is None else repr(value)
+
+
+def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict, Sequence[AttemptRecord]],
+                 strict: bool = False) -> dict[str, Any]:
+    """Pair two runs (each `(results, records)` as from records.read_run) metric by metric, after
+    `comparability` has accepted them (its warnings are kept in the result)."""
     (res_a, rec_a), (res_b, rec_b) = run_a, run_b
-    for field in ("dataset", "attempts_per_task"):
-        if res_a.get(field) != res_b.get(field):
-            raise InputError(f"runs differ in {field}: {res_a.get(field)!r} vs {res_b.get(field)!r}")
+    warnings = comparability(res_a, res_b, strict)
     notes = []
-    if res_a.get("dataset_hash") != res_b.get("dataset_hash"):
-        notes.append("the runs used different versions of the dataset file (dataset_hash differs)")
-    if res_a.get("prompt_version") != res_b.get("prompt_version"):
-        notes.append(f"prompt versions differ: {res_a.get('prompt_version')} vs {res_b.get('prompt_version')}")
-    k = int(res_a["attempts_per_task"])
+    k = int(recorded(res_a, "k"))
     units_a, units_b = metric_units(rec_a, k), metric_units(rec_b, k)
     rows = []
     for metric, ua in units_a.items():
@@ -114,6 +163,7 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
     return {
         "dataset": res_a["dataset"],
         "attempts_per_task": k,
+        "warnings": warnings,
         "notes": notes,
         "metrics": {row.metric: row.as_dict() for row in rows},
     }
@@ -121,6 +171,7 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
 
 def format_comparison(comparison: dict[str, Any], name_a: str = "A", name_b: str = "B") -> str:
     lines = [f"{comparison['dataset']}  k={comparison['attempts_per_task']}   A = {name_a}   B = {name_b}"]
+    lines += comparison.get("warnings", [])
     lines += [f"note: {n}" for n in comparison["notes"]]
     for metric in HEADLINE:
         row = comparison["metrics"][metric]

@@ -19,6 +19,7 @@ from rps_evals.data import Dataset, Task
 from rps_evals.execution import Execution, Executor, Program
 from rps_evals.parse import Grid, as_grid, extract_program, parse_response, strip_reasoning
 from rps_evals.prompt import PROMPT_VERSION
+from rps_evals import selection
 
 STOP_REASONS = ("stop", "max_tokens", "model_length")
 TOKEN_LIMIT_REASONS = ("max_tokens", "model_length")
@@ -40,6 +41,7 @@ METRICS: dict[str, str] = {
     "program_timeouts": "attempts",
     "program_errors": "attempts",
     "train_verified_programs": "attempts",
+    "train_verified_but_wrong": "attempts",
     "tasks_all_attempts_executed": "tasks",
     "tasks_any_attempt_executed": "tasks",
     "tasks_no_attempt_executed": "tasks",
@@ -47,7 +49,7 @@ METRICS: dict[str, str] = {
 # A rise in these is a regression (the gate reads "drop" as "got worse").
 LOWER_IS_BETTER = frozenset({
     "token_limit_hits", "api_errors", "json_fallback_attempts", "invalid_attempts", "hardcoded_output_programs",
-    "program_timeouts", "program_errors", "tasks_no_attempt_executed",
+    "program_timeouts", "program_errors", "tasks_no_attempt_executed", "train_verified_but_wrong",
 })
 
 
@@ -61,6 +63,7 @@ class Response:
     stop_reason: str | None = None  # stop | max_tokens | model_length | None (unknown)
     error: str | None = None  # set when generation failed after retries
     reasoning: str | None = None  # the model's reasoning, when its provider returned it apart from the text
+    input_tokens: int | None = None  # prompt tokens billed for this attempt, where the front end knows them
 
 
 @dataclass
@@ -82,6 +85,8 @@ class AttemptRecord:
     hardcoded: str | None = None  # literal_output | constant_output | None (see hardcoded_reason)
     completion: str | None = field(default=None, repr=False)
     reasoning: str | None = field(default=None, repr=False)  # reasoning returned apart from the completion
+    train_accuracy: float | None = None  # fraction of training pairs reproduced exactly (None: older record)
+    input_tokens: int | None = None  # prompt tokens billed for this attempt (for the cost, rps_evals.selection)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,7 +100,7 @@ class AttemptRecord:
 def missing_record(task: Task, attempt: int) -> AttemptRecord:
     m = task.num_tests
     return AttemptRecord(task.task_id, attempt, "invalid", "no_program", [None] * m, [None] * m,
-                         [False] * m, False, missing=True)
+                         [False] * m, False, missing=True, train_accuracy=0.0)
 
 
 def program_for(task: Task, response: Response | None) -> tuple[Program, list[Grid | None]]:
@@ -176,9 +181,10 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
     else:
         source = "invalid"
     train_outputs = list(execution.train_outputs) + [None] * (len(task.train) - len(execution.train_outputs))
-    train_verified = execution.status != "no_program" and all(
-        as_grid(got) == expected for got, (_, expected) in zip(train_outputs, task.train)
-    )
+    train_matches = [as_grid(got) == expected for got, (_, expected) in zip(train_outputs, task.train)]
+    ran = execution.status != "no_program"
+    train_verified = ran and all(train_matches)
+    train_accuracy = sum(train_matches) / len(train_matches) if ran and train_matches else 0.0
     api_error = response.error if response.completion is None and response.error is not None else None
     return AttemptRecord(
         task_id=task.task_id,
@@ -189,6 +195,8 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
         prediction_origins=origins,
         correct=[p is not None and p == want for p, want in zip(predictions, task.test_outputs)],
         train_verified=train_verified,
+        train_accuracy=train_accuracy,
+        input_tokens=response.input_tokens,
         stop_reason=response.stop_reason,
         api_error=api_error,
         error=execution.error,
@@ -226,14 +234,17 @@ def complete_records(dataset: Dataset, records: Iterable[AttemptRecord], k: int)
     ]
 
 
-def metric_units(records: Sequence[AttemptRecord], k: int) -> dict[str, dict[Any, bool]]:
+def metric_units(records: Sequence[AttemptRecord], k: int,
+                 select: str = selection.DEFAULT_POLICY) -> dict[str, dict[Any, bool]]:
     """For each metric, its unit set and whether each unit counts. `records` must be complete
-    (one per task x attempt 1..k, as from complete_records or an attempts.jsonl)."""
+    (one per task x attempt 1..k, as from complete_records or an attempts.jsonl). With k > 2 the
+    oracle (any of the k attempts) is added, and a `select` policy other than `first` adds its
+    solves and exact matches (rps_evals.selection)."""
     units: dict[str, dict[Any, bool]] = {name: {} for name in METRICS}
     official = min(k, OFFICIAL_ATTEMPTS)
     if k > OFFICIAL_ATTEMPTS:
-        units["task_solves_pass_at_k"] = {}
-        units["test_output_exact_pass_at_k"] = {}
+        units["oracle_task_solves"] = {}
+        units["oracle_test_output_exact"] = {}
     by_task: dict[str, list[AttemptRecord]] = {}
     for r in records:
         by_task.setdefault(r.task_id, []).append(r)
@@ -249,22 +260,25 @@ def metric_units(records: Sequence[AttemptRecord], k: int) -> dict[str, dict[Any
         units["program_timeouts"][key] = r.program_status == "timeout"
         units["program_errors"][key] = r.program_status == "error"
         units["train_verified_programs"][key] = r.train_verified
+        units["train_verified_but_wrong"][key] = r.train_verified and not all(r.correct)
         for j, prediction in enumerate(r.predictions):
             units["valid_output_attempts"][(r.task_id, j, r.attempt)] = prediction is not None
     for task_id, attempts in by_task.items():
         attempts.sort(key=lambda r: r.attempt)
         m = len(attempts[0].correct)
-        for name, chosen in (("", attempts[:official]), ("_pass_at_k", attempts)):
-            if name and k <= OFFICIAL_ATTEMPTS:
+        for prefix, chosen in (("", attempts[:official]), ("oracle_", attempts)):
+            if prefix and k <= OFFICIAL_ATTEMPTS:
                 continue
             matched = [any(r.correct[j] for r in chosen) for j in range(m)]
             for j in range(m):
-                units["test_output_exact" + name][(task_id, j)] = matched[j]
-            units["task_solves" + name][task_id] = all(matched)
+                units[prefix + "test_output_exact"][(task_id, j)] = matched[j]
+            units[prefix + "task_solves"][task_id] = all(matched)
         executed = [r.source == "executed_program" for r in attempts]
         units["tasks_all_attempts_executed"][task_id] = all(executed)
         units["tasks_any_attempt_executed"][task_id] = any(executed)
         units["tasks_no_attempt_executed"][task_id] = not any(executed)
+    if selection.check_policy(select) != selection.DEFAULT_POLICY:
+        units.update(selection.selection_units(by_task, select))
     return units
 
 
@@ -286,10 +300,13 @@ def _prize_from_units(units: dict[Any, bool]) -> float:
 
 
 def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
-              prompt_version: str = PROMPT_VERSION) -> dict[str, Any]:
-    """The results.json document for a run: every metric as {n, of, rate} plus the ARC Prize score."""
+              prompt_version: str = PROMPT_VERSION, select: str = selection.DEFAULT_POLICY,
+              price_in: float | None = None, price_out: float | None = None) -> dict[str, Any]:
+    """The results.json document for a run: every metric as {n, of, rate} plus the ARC Prize score,
+    the selection policy and what it scores, pass@k, training accuracy, tokens and cost."""
+    selection.check_prices(price_in, price_out)
     complete = complete_records(dataset, records, k)
-    units = metric_units(complete, k)
+    units = metric_units(complete, k, select)
     unknown_stops = sum(1 for r in complete if r.stop_reason is None and r.api_error is None and not r.missing)
     result = {
         "dataset": dataset.name,
@@ -300,26 +317,35 @@ def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
         "metrics": {name: count(u) for name, u in units.items()},
         "arc_prize_score": _prize_from_units(units["test_output_exact"]),
         "stop_reason_unknown": unknown_stops,
+        "selection": select,
     }
+    by_task: dict[str, list[AttemptRecord]] = {}
+    for r in complete:
+        by_task.setdefault(r.task_id, []).append(r)
+    if select != selection.DEFAULT_POLICY:
+        result[f"arc_prize_score_{select}"] = _prize_from_units(units[selection.selected_metric_names(select)[1]])
+    result["pass_at_k"] = selection.pass_at_k_curves(by_task, k)
+    result["mean_train_accuracy"] = selection.mean_train_accuracy(complete)
+    result["cost"] = selection.cost_summary(by_task, price_in, price_out)
     if unknown_stops:
         result["notes"] = [f"token_limit_hits: the stop reason of {unknown_stops} attempts is unknown; "
                            "they are not counted as hits"]
     return result
 
 
-def submission(dataset: Dataset, records: Iterable[AttemptRecord], k: int) -> dict[str, list[dict[str, Grid]]]:
-    """ARC Prize submission format; a missing prediction is written as [[0]] (never correct)."""
-    by_key = {(r.task_id, r.attempt): r for r in complete_records(dataset, records, k)}
+def submission(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
+               select: str = selection.DEFAULT_POLICY) -> dict[str, list[dict[str, Grid]]]:
+    """ARC Prize submission format, the 2 predictions the `select` policy chose per test input; a
+    missing prediction is written as [[0]] (never correct)."""
+    by_task: dict[str, list[AttemptRecord]] = {}
+    for r in complete_records(dataset, records, k):
+        by_task.setdefault(r.task_id, []).append(r)
     out: dict[str, list[dict[str, Grid]]] = {}
     for task in dataset.tasks.values():
         entries = []
-        for j in range(task.num_tests):
-            entry = {}
-            for a in (1, 2):
-                record = by_key.get((task.task_id, a))
-                prediction = record.predictions[j] if record else None
-                entry[f"attempt_{a}"] = prediction if prediction is not None else [[0]]
-            entries.append(entry)
+        for choices in selection.select(by_task[task.task_id], select):
+            predictions = [c.prediction for c in choices] + [None] * (selection.SUBMITTED - len(choices))
+            entries.append({f"attempt_{a}": p if p is not None else [[0]] for a, p in enumerate(predictions, 1)})
         out[task.task_id] = entries
     return out
 
@@ -328,10 +354,15 @@ def format_table(result: dict[str, Any]) -> str:
     """The report's style: `attempts_from_executed_programs  214/240 (89.2%)`."""
     metrics = result["metrics"]
     width = max(len(name) for name in metrics) + 2
-    lines = [f"{result['dataset']}  (k={result['attempts_per_task']}, prompt {result['prompt_version']})"]
+    select = result.get("selection", selection.DEFAULT_POLICY)
+    lines = [f"{result['dataset']}  (k={result['attempts_per_task']}, prompt {result['prompt_version']}"
+             + (f", submitting by {select})" if select != selection.DEFAULT_POLICY else ")")]
     for name, m in metrics.items():
         lines.append(f"{name:<{width}}{m['n']}/{m['of']} ({100 * m['rate']:.1f}%)")
     lines.append(f"{'arc_prize_score':<{width}}{result['arc_prize_score']:.4f}")
+    if f"arc_prize_score_{select}" in result:
+        lines.append(f"{f'arc_prize_score_{select}':<{width}}{result[f'arc_prize_score_{select}']:.4f}")
+    lines += selection.format_k_samples(result)
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)

@@ -251,6 +251,10 @@ def train_stage(stage: int, training_args, model_args, train_ds, eval_ds, tokeni
                 init_adapter: Path | None = None, reference: str | None = None,
                 callbacks: Sequence = (), resume: bool = False) -> dict[str, Any]:
     """Train one stage and save its adapter to training_args.output_dir; returns its record."""
+    from rps_evals.versions import require_supported
+
+    for library in ("trl", "peft", "transformers"):  # stage 2 relies on TRL's "ref" adapter
+        require_supported(library)
     from peft import PeftModel
     from trl import DPOTrainer, get_peft_config
 

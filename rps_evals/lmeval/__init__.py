@@ -35,6 +35,7 @@ from typing import Any, Iterable, Sequence
 
 from rps_evals.data import Task, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, Executor, shared_executor
+from rps_evals.versions import require_supported
 from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
 from rps_evals.scoring import (
     AttemptRecord,
@@ -246,6 +247,7 @@ def process_results(doc: dict, results: Sequence[Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def _lmeval_classes() -> dict[str, type]:
+    require_supported("lm-eval")  # ArcProgTask reads its _instances and _metric_fn_list
     from lm_eval.api.filter import Filter
     from lm_eval.api.task import ConfigurableTask
 
