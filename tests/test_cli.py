@@ -68,6 +68,8 @@ EXPECTED = {  # computed by hand from the rows above
     "token_limit_hits": (1, 14),
     "api_errors": (1, 14),
     "attempts_from_executed_programs": (5, 14),
+    "attempts_from_general_programs": (5, 14),  # no program returns a literal or constant answer
+    "hardcoded_output_programs": (0, 14),
     "program_executions_without_error": (7, 14),
     "json_fallback_attempts": (4, 14),
     "invalid_attempts": (5, 14),
@@ -148,3 +150,67 @@ def test_unknown_task_id_and_dataset(tmp_path, capsys):
 def test_missing_responses_file(tmp_path, capsys):
     assert score(tmp_path, responses=tmp_path / "absent.jsonl") == 2
     assert "cannot read responses file" in capsys.readouterr().err
+
+
+def test_task_ids_score_the_selection_of_a_file_that_holds_other_tasks(tmp_path, capsys):
+    """13 lines in the file, 4 of them for the two selected tasks: the other 9 are counted, not scored."""
+    path = responses_file(tmp_path)
+    assert score(tmp_path, "--task-ids", "007bbfb7", "3c9b0459", responses=path) == 0
+    out = capsys.readouterr().out
+    assert f"note: 9 of the 13 lines of {path} answer tasks outside --task-ids; they are not scored" in out
+    metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    assert (metrics["task_solves"]["n"], metrics["task_solves"]["of"]) == (2, 2)  # KRON; JSON after a crash
+    assert (metrics["attempts_from_executed_programs"]["n"], metrics["attempts_from_executed_programs"]["of"]) == (2, 4)
+    # a line for a task that is in no split of the dataset is still an error, named as such
+    with path.open("a") as f:
+        f.write(json.dumps({"task_id": "nope", "attempt": 1, "completion": "x"}) + "\n")
+    assert score(tmp_path, "--task-ids", "007bbfb7", responses=path, out="run2") == 2
+    assert "responses.jsonl:14: task id 'nope' is not in arc1:training" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()
+
+
+VOLATILE = ("wall_time_s", "started_at", "finished_at", "created_at")  # when and how long, nothing else
+
+
+def without_volatile(value):
+    if isinstance(value, dict):
+        return {k: without_volatile(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [without_volatile(v) for v in value]
+    return value
+
+
+def test_scoring_twice_writes_the_same_run(tmp_path):
+    path = responses_file(tmp_path)
+    assert score(tmp_path, "--task-ids", *TASK_IDS, responses=path, out="first") == 0
+    assert score(tmp_path, "--task-ids", *TASK_IDS, responses=path, out="second") == 0
+    first, second = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("first", "second"))
+    assert without_volatile(first) == without_volatile(second)
+    assert first["metrics"]["program_timeouts"]["n"] == 1  # the endless loop is in both runs
+    for name in ("attempts.jsonl", "submission.json"):
+        assert (tmp_path / "first" / name).read_text() == (tmp_path / "second" / name).read_text()
+
+
+def test_hardcoded_programs_are_flagged_in_the_run(tmp_path, capsys):
+    """3c9b0459 (rotate by 180): the literal test output (the issue's example) and an honest rotation;
+    6150a2bd: an all-zero grid for every input, and the identity (wrong, but computed)."""
+    rows = [
+        ("3c9b0459", 1, "def transform(grid):\n    return [[7, 6, 4], [4, 6, 6], [4, 4, 6]]\n"),
+        ("3c9b0459", 2, "def transform(grid):\n    return [row[::-1] for row in grid[::-1]]\n"),
+        ("6150a2bd", 1, "def transform(grid):\n    return [[0] * len(grid[0]) for _ in grid]\n"),
+        ("6150a2bd", 2, "def transform(grid):\n    return grid\n"),
+    ]
+    path = tmp_path / "responses.jsonl"
+    path.write_text("".join(json.dumps({"task_id": t, "attempt": a, "completion": block(src), "stop_reason": "stop"}) + "\n"
+                            for t, a, src in rows))
+    assert score(tmp_path, "--task-ids", "3c9b0459", "6150a2bd", responses=path) == 0
+    out = capsys.readouterr().out
+    assert "attempts_from_general_programs    2/4 (50.0%)" in out
+    assert "hardcoded_output_programs         2/4 (50.0%)" in out
+    metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    assert (metrics["attempts_from_executed_programs"]["n"], metrics["task_solves"]["n"]) == (4, 1)
+    records = [json.loads(line) for line in (tmp_path / "run" / "attempts.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["attempt"], r["hardcoded"]) for r in records] == [
+        ("3c9b0459", 1, "literal_output"), ("3c9b0459", 2, None),
+        ("6150a2bd", 1, "constant_output"), ("6150a2bd", 2, None)]
+    assert records[0]["correct"] == [True]  # a hard-coded answer still counts for exactness

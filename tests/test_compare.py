@@ -111,3 +111,118 @@ def test_runs_on_different_datasets_refuse_to_pair(runs, tmp_path):
     other = load_dataset("arc1:evaluation").select(["00576224"])
     write_run(tmp_path / "c", other, [], k=2)
     assert main(["compare", str(runs[0]), str(tmp_path / "c")]) == 2
+
+
+# --- comparability: what the runs record about how they were measured ---------------------------
+def provenance(**changes):
+    block = {
+        "rps_evals_version": "0.1.0", "dataset": "arc1:training", "dataset_hash": DATASET.file_hash, "k": 2,
+        "prompt_version": "arc-prog-v1", "prompt_hash": "a" * 64, "program_synthesis": "allowed",
+        "exec_timeout": 2.0,
+        "sandbox": {"backend": "docker", "image": {"tag": "rps-sandbox:1", "id": "sha256:1"},
+                    "python": "3.11.2", "numpy": "1.24.2"},
+        "model": None, "generation": None,
+    }
+    for name, value in changes.items():
+        if name == "numpy":
+            block["sandbox"] = {**block["sandbox"], "numpy": value}
+        else:
+            block[name] = value
+    return block
+
+
+def set_results(run, provenance_block=None, drop=(), **top_level):
+    """Rewrite a run's results.json: its provenance block (None: none, as in an older run)."""
+    path = run / "results.json"
+    result = json.loads(path.read_text())
+    result.pop("provenance", None)
+    if provenance_block is not None:
+        result["provenance"] = provenance_block
+    for key in drop:
+        result.pop(key, None)
+    result.update(top_level)
+    path.write_text(json.dumps(result))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"dataset_hash": "f" * 64}, f"the runs differ in dataset_hash: A '{DATASET.file_hash}', B '{'f' * 64}'"),
+    ({"k": 3}, "the runs differ in k: A 2, B 3; they cannot be paired"),
+])
+def test_different_dataset_hash_or_k_refuse(runs, capsys, changes, message):
+    set_results(runs[0], provenance())
+    set_results(runs[1], provenance(**changes))
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 2
+    assert message in capsys.readouterr().err
+    args = ["gate", str(runs[1]), "--baseline", str(runs[0]), "--max-drop", "task_solves=0.1"]
+    assert main(args) == 2
+    assert "the runs differ in" in capsys.readouterr().err
+
+
+def test_top_level_dataset_hash_of_an_older_run_is_checked_too(runs, capsys):
+    set_results(runs[0], None)
+    set_results(runs[1], None, dataset_hash="0" * 64)
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 2
+    assert f"the runs differ in dataset_hash: A '{DATASET.file_hash}', B '{'0' * 64}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes, line", [
+    ({"exec_timeout": 10.0}, "WARNING: the runs differ in exec_timeout: A 2.0, B 10.0"),
+    ({"prompt_hash": "b" * 64}, f"WARNING: the runs differ in prompt_hash: A '{'a' * 64}', B '{'b' * 64}'"),
+    ({"program_synthesis": "off"}, "WARNING: the runs differ in program_synthesis: A 'allowed', B 'off'"),
+    ({"numpy": "2.1.3"}, "WARNING: the runs differ in sandbox numpy: A '1.24.2', B '2.1.3'"),
+])
+def test_differences_that_can_move_a_score_warn_and_strict_refuses(runs, capsys, tmp_path, changes, line):
+    set_results(runs[0], provenance())
+    set_results(runs[1], provenance(**changes))
+    out = tmp_path / "cmp.json"
+    assert main(["compare", str(runs[0]), str(runs[1]), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [l for l in printed if l.startswith("WARNING")] == [line]
+    assert json.loads(out.read_text())["warnings"] == [line]
+    assert main(["compare", str(runs[0]), str(runs[1]), "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert "--strict: the runs may not be comparable" in err and line in err
+    gate_args = ["gate", str(runs[1]), "--baseline", str(runs[0]), "--max-drop", "task_solves=0.5"]
+    assert main(gate_args) == 0
+    assert capsys.readouterr().out.splitlines()[0] == line
+    assert main(gate_args + ["--strict"]) == 2
+
+
+def test_same_provenance_gives_no_warning(runs, capsys):
+    set_results(runs[0], provenance())
+    set_results(runs[1], provenance())
+    assert main(["compare", str(runs[0]), str(runs[1]), "--strict"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def test_runs_without_provenance_compare_with_warnings_not_a_crash(runs, capsys):
+    set_results(runs[0], None)  # an older run: dataset_hash and attempts_per_task only, at the top level
+    set_results(runs[1], provenance(), drop=("dataset_hash", "attempts_per_task"))
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 0
+    warnings = [l for l in capsys.readouterr().out.splitlines() if l.startswith("WARNING")]
+    assert warnings == [
+        "WARNING: prompt_hash is unknown for run A (A unknown, B '" + "a" * 64 + "'): "
+        "cannot check that the runs were measured the same way",
+        "WARNING: program_synthesis is unknown for run A (A unknown, B 'allowed'): "
+        "cannot check that the runs were measured the same way",
+        "WARNING: exec_timeout is unknown for run A (A unknown, B 2.0): "
+        "cannot check that the runs were measured the same way",
+        "WARNING: sandbox numpy is unknown for run A (A unknown, B '1.24.2'): "
+        "cannot check that the runs were measured the same way",
+    ]
+    assert main(["compare", str(runs[0]), str(runs[1]), "--strict"]) == 2
+    set_results(runs[1], None, dataset_hash=DATASET.file_hash, attempts_per_task=2)
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 0
+    assert "WARNING: exec_timeout is unknown for both runs (A unknown, B unknown)" in capsys.readouterr().out
+
+
+def test_runs_scored_before_hardcoded_detection_are_flagged(runs, capsys):
+    set_results(runs[0], provenance())
+    set_results(runs[1], provenance())
+    path = runs[0] / "results.json"
+    result = json.loads(path.read_text())
+    del result["metrics"]["hardcoded_output_programs"]
+    path.write_text(json.dumps(result))
+    assert main(["compare", str(runs[0]), str(runs[1])]) == 0
+    assert ("WARNING: run A was scored before hard-coded programs were detected: its "
+            "attempts_from_general_programs counts every executed program") in capsys.readouterr().out
