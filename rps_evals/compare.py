@@ -16,6 +16,7 @@ import numpy as np
 
 from rps_evals.records import InputError
 from rps_evals.scoring import LOWER_IS_BETTER, AttemptRecord, metric_units
+from rps_evals.selection import DEFAULT_POLICY, selected_metric_names
 
 HEADLINE = ("attempts_from_executed_programs", "attempts_from_general_programs", "tasks_all_attempts_executed",
             "test_output_exact")
@@ -140,9 +141,13 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
     `comparability` has accepted them (its warnings are kept in the result)."""
     (res_a, rec_a), (res_b, rec_b) = run_a, run_b
     warnings = comparability(res_a, res_b, strict)
+    select_a, select_b = (res.get("selection", DEFAULT_POLICY) for res in (res_a, res_b))
+    if select_a != select_b:
+        raise InputError(f"runs differ in selection: {select_a!r} vs {select_b!r} (write both with the same --select)")
     notes = []
     k = int(recorded(res_a, "k"))
-    units_a, units_b = metric_units(rec_a, k), metric_units(rec_b, k)
+    select = select_a  # the paired units include the predictions this policy submits
+    units_a, units_b = metric_units(rec_a, k, select), metric_units(rec_b, k, select)
     rows = []
     for metric, ua in units_a.items():
         ub = units_b.get(metric, {})
@@ -163,6 +168,7 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
     return {
         "dataset": res_a["dataset"],
         "attempts_per_task": k,
+        "selection": select,
         "warnings": warnings,
         "notes": notes,
         "metrics": {row.metric: row.as_dict() for row in rows},
@@ -173,7 +179,9 @@ def format_comparison(comparison: dict[str, Any], name_a: str = "A", name_b: str
     lines = [f"{comparison['dataset']}  k={comparison['attempts_per_task']}   A = {name_a}   B = {name_b}"]
     lines += comparison.get("warnings", [])
     lines += [f"note: {n}" for n in comparison["notes"]]
-    for metric in HEADLINE:
+    select = comparison.get("selection", DEFAULT_POLICY)
+    selected = selected_metric_names(select)[::-1] if select != DEFAULT_POLICY else ()
+    for metric in HEADLINE + selected:
         row = comparison["metrics"][metric]
         lines += [
             f"{metric} (paired):",

@@ -105,7 +105,7 @@ def write_run(out_dir: str | Path, dataset: Dataset, records: Iterable[AttemptRe
     texts = {
         "results.json": json.dumps(result, indent=2) + "\n",
         "attempts.jsonl": "".join(json.dumps(r.to_dict()) + "\n" for r in complete),
-        "submission.json": json.dumps(submission(dataset, complete, k)) + "\n",
+        "submission.json": json.dumps(submission(dataset, complete, k, result["selection"])) + "\n",
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

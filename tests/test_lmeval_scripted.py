@@ -225,7 +225,7 @@ def test_repeats_is_the_number_of_attempts(tmp_path):
         task_manager=manager, confirm_run_unsafe_code=True, log_samples=True, bootstrap_iters=0)
     got = results["results"]["arc1_prog_k3"]
     assert got[f"attempt_records,{FILTER}"] == 6
-    assert got[f"task_solves,{FILTER}"] == 0.0 and got[f"task_solves_pass_at_k,{FILTER}"] == 1.0
+    assert got[f"task_solves,{FILTER}"] == 0.0 and got[f"oracle_task_solves,{FILTER}"] == 1.0
     assert got[f"attempts_from_executed_programs,{FILTER}"] == pytest.approx(1 / 3)
     _save_like_the_cli(results, tmp_path / "out")
     dataset, records, k, _ = read_lmeval_output(tmp_path / "out")

@@ -34,7 +34,9 @@ def test_metric_list_is_every_core_metric_with_its_direction():
     for name in METRICS:
         assert metrics[name]["higher_is_better"] is (name not in LOWER_IS_BETTER), name
         assert metrics[name]["aggregation"].endswith("utils.pooled_rate"), name
-    assert set(metrics) - set(METRICS) == {"arc_prize_score", "task_solves_pass_at_k", "test_output_exact_pass_at_k",
+    assert set(metrics) - set(METRICS) == {"arc_prize_score", "oracle_task_solves", "oracle_test_output_exact",
+                                           "task_solves_train_vote", "test_output_exact_train_vote",
+                                           "task_solves_train_verified_first", "test_output_exact_train_verified_first",
                                            lmeval.UNKNOWN_STOP_KEY, lmeval.RECORDS_KEY}
 
 
