@@ -24,9 +24,15 @@ def core_score(responses: Path, out: Path, task_ids=DEMO_IDS, dataset="arc1:trai
     return json.loads((out / "results.json").read_text())
 
 
-def report(log_path: str, out: Path) -> dict:
-    """`rps-evals report LOG`; its results.json."""
-    assert rps_main(["report", log_path, "--out", str(out)]) == 0
+def scores_of(result: dict) -> dict:
+    """A results.json without what legitimately differs between front ends on the same answers:
+    provenance (the prompt is unknown to `rps-evals score`, the model to a file) and usage (wall time)."""
+    return {key: value for key, value in result.items() if key not in ("provenance", "usage")}
+
+
+def report(log_path: str, out: Path, *options: str) -> dict:
+    """`rps-evals report LOG [options]`; its results.json."""
+    assert rps_main(["report", log_path, "--out", str(out), *options]) == 0
     return json.loads((out / "results.json").read_text())
 
 
