@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from rps_evals.data import Dataset
+from rps_evals.provenance import usage_summary
 from rps_evals.scoring import STOP_REASONS, AttemptRecord, Response, complete_records, submission, summarize
 
 
@@ -43,7 +44,13 @@ def parse_response_line(obj: Any, where: str) -> Response:
     reasoning = obj.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, str):
         raise InputError(f"{where}: reasoning must be a string or null")
-    return Response(task_id, attempt, completion, stop_reason, error, reasoning=reasoning)
+    tokens = {}
+    for key in ("output_tokens", "reasoning_tokens", "input_tokens"):
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InputError(f"{where}: {key} must be a non-negative integer or null")
+        tokens[key] = value
+    return Response(task_id, attempt, completion, stop_reason, error, reasoning=reasoning, **tokens)
 
 
 def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset | None = None,
@@ -98,10 +105,21 @@ def _atomic_write(path: Path, text: str) -> Path:
 
 
 def write_run(out_dir: str | Path, dataset: Dataset, records: Iterable[AttemptRecord], k: int,
-              **summary_options) -> dict[str, Any]:
-    """Write results.json, attempts.jsonl and submission.json; return the results document."""
+              provenance: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
+              status: dict[str, Any] | None = None, **summary_options) -> dict[str, Any]:
+    """Write results.json, attempts.jsonl and submission.json; return the results document.
+
+    `provenance` (rps_evals.provenance.build_provenance) goes in as given; `usage` holds what only
+    the front end knows (wall_time_s, token totals) and the per-attempt token counts come from the
+    records; `status` records a front end's run that did not end well (`report --allow-errors`).
+    """
     complete = complete_records(dataset, records, k)
     result = summarize(dataset, complete, k, **summary_options)
+    if provenance is not None:
+        result["provenance"] = provenance
+        result["usage"] = usage_summary(complete, **(usage or {}))
+    if status is not None:
+        result["status"] = status
     texts = {
         "results.json": json.dumps(result, indent=2) + "\n",
         "attempts.jsonl": "".join(json.dumps(r.to_dict()) + "\n" for r in complete),

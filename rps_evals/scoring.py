@@ -12,6 +12,7 @@ missing response is a counted failure, never an absent row. `metric_units` gives
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -63,6 +64,8 @@ class Response:
     stop_reason: str | None = None  # stop | max_tokens | model_length | None (unknown)
     error: str | None = None  # set when generation failed after retries
     reasoning: str | None = None  # the model's reasoning, when its provider returned it apart from the text
+    output_tokens: int | None = None  # tokens generated, where the front end knows them
+    reasoning_tokens: int | None = None  # of which reasoning, where the provider reports them apart
     input_tokens: int | None = None  # prompt tokens billed for this attempt, where the front end knows them
 
 
@@ -85,6 +88,8 @@ class AttemptRecord:
     hardcoded: str | None = None  # literal_output | constant_output | None (see hardcoded_reason)
     completion: str | None = field(default=None, repr=False)
     reasoning: str | None = field(default=None, repr=False)  # reasoning returned apart from the completion
+    output_tokens: int | None = None  # usage, where the front end knows it (see rps_evals.provenance)
+    reasoning_tokens: int | None = None
     train_accuracy: float | None = None  # fraction of training pairs reproduced exactly (None: older record)
     input_tokens: int | None = None  # prompt tokens billed for this attempt (for the cost, rps_evals.selection)
 
@@ -112,11 +117,18 @@ def program_for(task: Task, response: Response | None) -> tuple[Program, list[Gr
 
 
 MIN_LITERAL_CELLS = 4  # smaller grid literals ([[8]], [[0, 1]]) are ordinary code, not a stored answer
+# A grid literal of 4+ cells has a row of 2+ numbers, `[7, 6` or `(7, 6`, or rows of one number each,
+# `], [6`; blanks, comments, line continuations and parentheses may sit between the tokens. Source
+# without either has no such literal, and `ast.parse` (about 1 ms a program) is skipped.
+_GAP = r"(?:[\s\\()]|#[^\n]*)*"
+_MAY_HOLD_A_GRID = re.compile(rf"[\[(]{_GAP}\d[\w.]*{_GAP},{_GAP}\d|[\])]{_GAP},{_GAP}[\[(]{_GAP}\d")
 
 
 def grid_literals(source: str) -> list[Grid]:
     """Every list/tuple literal of ints in a program's source that is a valid grid of at least
     MIN_LITERAL_CELLS cells, read with `ast` (never run). Unparsable source has none."""
+    if not _MAY_HOLD_A_GRID.search(source):
+        return []
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -143,16 +155,20 @@ def hardcoded_reason(task: Task, program: str | None, execution: Execution) -> s
     Our reading: when both hold, the reason is `literal_output`."""
     if execution.status != "ok" or not program:
         return None
-    key = lambda grid: tuple(map(tuple, grid))  # noqa: E731
-    inputs = {key(g) for g in [*task.test_inputs, *(i for i, _ in task.train)]}
-    outputs = {key(g) for g in [*task.test_outputs, *(o for _, o in task.train)]} - inputs
-    if any(key(g) in outputs for g in grid_literals(program)):
-        return "literal_output"
-    returned = [as_grid(v) for v in [*execution.test_outputs, *execution.train_outputs]]
+    literals = grid_literals(program)
+    if literals:
+        key = lambda grid: tuple(map(tuple, grid))  # noqa: E731
+        inputs = {key(g) for g in [*task.test_inputs, *(i for i, _ in task.train)]}
+        outputs = {key(g) for g in [*task.test_outputs, *(o for _, o in task.train)]} - inputs
+        if any(key(g) in outputs for g in literals):
+            return "literal_output"
+    returned = [*execution.test_outputs, *execution.train_outputs]
     train_outputs = [o for _, o in task.train]
-    if (len(returned) == task.num_tests + len(task.train) and returned[0] is not None
-            and all(g == returned[0] for g in returned) and any(o != train_outputs[0] for o in train_outputs)):
-        return "constant_output"
+    if (len(returned) == task.num_tests + len(task.train) and any(o != train_outputs[0] for o in train_outputs)
+            and all(v == returned[0] for v in returned)):  # cheap on raw values; then validated
+        first = as_grid(returned[0])
+        if first is not None and all(as_grid(v) == first for v in returned):
+            return "constant_output"
     return None
 
 
@@ -205,6 +221,8 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
         if execution.status == "ok" and response.completion else None,
         completion=response.completion,
         reasoning=response.reasoning,
+        output_tokens=response.output_tokens,
+        reasoning_tokens=response.reasoning_tokens,
     )
 
 
@@ -284,7 +302,36 @@ def metric_units(records: Sequence[AttemptRecord], k: int,
 
 def count(units: dict[Any, bool]) -> dict[str, Any]:
     n, of = sum(units.values()), len(units)
-    return {"n": n, "of": of, "rate": n / of if of else 0.0}
+    return {"n": n, "of": of, "rate": rate(n, of)}
+
+
+def rate(n: float, of: float) -> float:
+    """n / of, and 0 for an empty unit set: the one rate formula of every front end."""
+    return n / of if of else 0.0
+
+
+def task_counts(records: Sequence[AttemptRecord], k: int,
+                select: str = selection.DEFAULT_POLICY) -> dict[str, tuple[int, int]]:
+    """Each metric's (n, of) for some tasks' complete records: what a front end that scores one task
+    at a time (Inspect, lm-eval) stores per sample, to be pooled by `pool`."""
+    return {name: (sum(units.values()), len(units)) for name, units in metric_units(records, k, select).items()}
+
+
+def pool(per_task: Iterable[dict[str, Sequence[float]]]) -> dict[str, dict[str, Any]]:
+    """Pool per-task (n, of) pairs into the run's {n, of, rate} per metric: sums of n over sums of of
+    (unit sets of different tasks are disjoint), never a mean of per-task rates."""
+    totals: dict[str, list[float]] = {}
+    for counts in per_task:
+        for name, (n, of) in counts.items():
+            total = totals.setdefault(name, [0, 0])
+            total[0] += n
+            total[1] += of
+    return {name: {"n": n, "of": of, "rate": rate(n, of)} for name, (n, of) in totals.items()}
+
+
+def unknown_stop_reasons(records: Iterable[AttemptRecord]) -> int:
+    """Attempts with a completion whose stop reason nobody reported (not counted as token-limit hits)."""
+    return sum(1 for r in records if r.stop_reason is None and r.api_error is None and not r.missing)
 
 
 def arc_prize_score(records: Sequence[AttemptRecord], k: int) -> float:
@@ -301,13 +348,15 @@ def _prize_from_units(units: dict[Any, bool]) -> float:
 
 def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
               prompt_version: str = PROMPT_VERSION, select: str = selection.DEFAULT_POLICY,
-              price_in: float | None = None, price_out: float | None = None) -> dict[str, Any]:
+              price_in: float | None = None, price_out: float | None = None,
+              task_tokens: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
     """The results.json document for a run: every metric as {n, of, rate} plus the ARC Prize score,
-    the selection policy and what it scores, pass@k, training accuracy, tokens and cost."""
+    the selection policy and what it scores, pass@k, training accuracy, tokens and cost
+    (`task_tokens`: a front end's (input, output) token totals per task, see selection.cost_summary)."""
     selection.check_prices(price_in, price_out)
     complete = complete_records(dataset, records, k)
     units = metric_units(complete, k, select)
-    unknown_stops = sum(1 for r in complete if r.stop_reason is None and r.api_error is None and not r.missing)
+    unknown_stops = unknown_stop_reasons(complete)
     result = {
         "dataset": dataset.name,
         "dataset_hash": dataset.file_hash,
@@ -326,7 +375,7 @@ def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
         result[f"arc_prize_score_{select}"] = _prize_from_units(units[selection.selected_metric_names(select)[1]])
     result["pass_at_k"] = selection.pass_at_k_curves(by_task, k)
     result["mean_train_accuracy"] = selection.mean_train_accuracy(complete)
-    result["cost"] = selection.cost_summary(by_task, price_in, price_out)
+    result["cost"] = selection.cost_summary(by_task, price_in, price_out, task_tokens)
     if unknown_stops:
         result["notes"] = [f"token_limit_hits: the stop reason of {unknown_stops} attempts is unknown; "
                            "they are not counted as hits"]

@@ -24,9 +24,9 @@ from rps_evals.arc1 import arc1  # noqa: E402
 from rps_evals.arc2 import arc2  # noqa: E402
 from rps_evals.cli import main as rps_main  # noqa: E402
 from rps_evals.inspect_eval.task import SCORER_NAME, TaskParameterError  # noqa: E402
-from rps_evals.inspect_eval.replay import ReplayAPI, ReplayedAPIError, current_attempt, demo_responses_path  # noqa: E402
+from rps_evals.inspect_eval.replay import ReplayAPI, ReplayedAPIError, ReplayMissing, current_attempt, demo_responses_path  # noqa: E402
 from rps_evals.scoring import METRICS  # noqa: E402
-from inspect_support import BASELINE, DEMO_IDS, ROOT, assert_same_numbers, core_score, inspect_metrics, report  # noqa: E402
+from inspect_support import BASELINE, DEMO_IDS, ROOT, assert_same_numbers, core_score, inspect_metrics, report, scores_of  # noqa: E402
 
 
 
@@ -61,7 +61,7 @@ def test_python_eval_equals_core_score(demo_log, demo_core, tmp_path):
 
     # `rps-evals report LOG` writes the same run directory as `rps-evals score`
     reported = report(demo_log.location, tmp_path / "run")
-    assert reported == core
+    assert scores_of(reported) == scores_of(core)
     for name in ("attempts.jsonl", "submission.json"):
         assert (tmp_path / "run" / name).read_text() == (core_dir / name).read_text(), name
 
@@ -78,7 +78,7 @@ def test_cli_eval_equals_core_score(demo_core, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (log_file,) = logs.glob("*.eval")
     reported = report(str(log_file), tmp_path / "run")
-    assert reported == core
+    assert scores_of(reported) == scores_of(core)
     from inspect_ai.log import read_eval_log
 
     assert_same_numbers(inspect_metrics(read_eval_log(str(log_file))), core)
@@ -192,7 +192,7 @@ def test_replay_serves_recordings_by_task_and_attempt(tmp_path):
         assert [(c.message.text, c.stop_reason) for c in out.choices] == [("one", "stop"), ("two", "max_tokens")]
         with pytest.raises(ReplayedAPIError, match="server down"):
             await _ask(model, "t1", 3)
-        with pytest.raises(ReplayedAPIError, match="no response for task t1 attempt 4"):
+        with pytest.raises(ReplayMissing, match="no response for task t1 attempt 4"):
             await _ask(model, "t1", 4)
         out = await _ask(model, "t2", 1, n=2)  # leading error in a several-choices request
         assert out.choices == [] and out.error == "timeout"
@@ -215,6 +215,70 @@ def test_replay_defaults_to_the_demo_and_rejects_bad_input(tmp_path):
     dup = write_lines(tmp_path / "dup.jsonl", [{"task_id": "t", "attempt": 1}] * 2)
     with pytest.raises(ValueError, match="duplicate response for task t attempt 1"):
         get_model("rps/replay", responses=str(dup))
+
+
+# -- one answer from every front end: missing, refusals, provenance ------------------------------
+
+def _gappy_demo(tmp_path: Path) -> Path:
+    """The demo with 3c9b0459 #1, 25ff71a9 #2 and both 67a3c6ac attempts left out (4 missing), and
+    recorded token counts: 100 for each attempt 1, 200 for each attempt 2 (the api error has none)."""
+    lines = []
+    for line in map(json.loads, demo_responses_path().read_text().splitlines()):
+        if (line["task_id"], line["attempt"]) in {("3c9b0459", 1), ("25ff71a9", 2)} or line["task_id"] == "67a3c6ac":
+            continue
+        if line.get("completion") is not None:
+            line["output_tokens"] = 100 * line["attempt"]
+        lines.append(line)
+    return write_lines(tmp_path / "gappy.jsonl", lines)
+
+
+@pytest.mark.slow
+def test_a_missing_attempt_is_missing_in_inspect_as_in_score(tmp_path):
+    path = _gappy_demo(tmp_path)
+    task = arc1(split="training", task_ids=DEMO_IDS, sandbox="local", exec_timeout=3)
+    (log,) = inspect_eval(task, model="rps/replay", model_args={"responses": str(path)}, display="none")
+    core = core_score(path, tmp_path / "core")
+    metrics = inspect_metrics(log)
+    assert_same_numbers(metrics, core)
+    assert (metrics["api_errors_n"], metrics["api_errors_of"]) == (1, 16)  # a416b8f3 #1 only
+    reported = report(log.location, tmp_path / "run")
+    assert scores_of(reported) == scores_of(core)
+    missing = [(r["task_id"], r["attempt"]) for r in map(json.loads, (tmp_path / "run" / "attempts.jsonl").open())
+               if r["missing"]]
+    assert missing == [("3c9b0459", 1), ("25ff71a9", 2), ("67a3c6ac", 1), ("67a3c6ac", 2)]
+
+    # provenance: in the task's metadata, beside the metrics' results, and in the report
+    block = log.eval.metadata["rps_evals"]["provenance"]
+    assert log.results.scores[0].params["provenance"] == block
+    assert (block["dataset"], block["k"], block["exec_timeout"]) == ("arc1:training", 2, 3.0)
+    assert (block["program_synthesis"], block["prompt_version"]) == ("allowed", "arc-prog-v1")
+    assert block["sandbox"]["backend"] == "local"
+    assert reported["provenance"] == {**block, "model": "rps/replay", "generation": reported["provenance"]["generation"]}
+    assert core["provenance"]["program_synthesis"] is None  # a responses file does not say its prompt
+    for key in ("dataset", "dataset_hash", "k", "sandbox"):
+        assert reported["provenance"][key] == core["provenance"][key], key
+    # usage: 11 recorded counts, 5 x 100 and 6 x 200: mean 1700/11, nearest-rank p50 and p90 200
+    want = {"attempts": 11, "mean": 1700 / 11, "p50": 200, "p90": 200, "max": 200}
+    assert reported["usage"]["output_tokens_per_attempt"] == want == core["usage"]["output_tokens_per_attempt"]
+    assert reported["usage"]["output_tokens"] == 1700 and reported["usage"]["wall_time_s"] > 0
+
+
+def test_replay_usage_without_recorded_counts_is_not_reported(demo_log, tmp_path):
+    reported = report(demo_log.location, tmp_path / "run")
+    usage = reported["usage"]
+    assert usage["output_tokens_per_attempt"] is None  # the demo records none: the estimate stays out
+    assert (usage["output_tokens"], usage["total_tokens"]) == (None, None)
+
+
+def test_replay_with_nothing_for_the_selection_is_refused_at_task_start(tmp_path):
+    """The bundled demo holds ARC-AGI-1 training answers; arc2 would score 240 missing attempts."""
+    proc = subprocess.run(["inspect", "eval", "rps_evals/arc2.py", "--model", "rps/replay", "-T", "sandbox=local",
+                           "--log-dir", str(tmp_path / "logs")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "has no response for any of the 120 selected tasks of arc2:evaluation" in out, out[-2000:]
+    assert not list((tmp_path / "logs").glob("*.eval"))  # refused before the eval started
 
 
 def test_report_rejects_other_inputs(tmp_path, capsys):
@@ -260,8 +324,13 @@ def test_api_error_is_counted_and_eval_retry_completes_the_log(tmp_path, monkeyp
     assert failed.id == "25ff71a9" and "connection reset by peer" in failed.error.message
     records = failed.scores[SCORER_NAME].metadata["attempts"]
     assert [r["api_error"] for r in records] == ["ConnectionError: connection reset by peer"] * 2
-    partial = report(log.location, tmp_path / "partial")
+    assert log.status == "error"  # 1 of 3 samples errored: over the task's fail_on_error of 0.25
+    assert rps_main(["report", log.location, "--out", str(tmp_path / "refused")]) == 1
+    assert not (tmp_path / "refused").exists()
+    partial = report(log.location, tmp_path / "partial", "--allow-errors")
     assert partial["metrics"]["api_errors"] == {"n": 2, "of": 6, "rate": 2 / 6}
+    assert partial["status"]["status"] == "error"
+    assert partial["status"]["error"].startswith("1 of 3 samples errored (first: GenerationFailed('task 25ff71a9")
 
     monkeypatch.delenv(FLAKY_FLAG)  # the server is back
     (retried,) = eval_retry(log, display="none")
@@ -269,13 +338,13 @@ def test_api_error_is_counted_and_eval_retry_completes_the_log(tmp_path, monkeyp
     metrics = inspect_metrics(retried)
     assert (metrics["api_errors_n"], metrics["task_solves_n"], metrics["task_solves_of"]) == (0, 3, 3)
     complete = report(retried.location, tmp_path / "complete")
-    assert complete["metrics"]["api_errors"]["n"] == 0
+    assert complete["metrics"]["api_errors"]["n"] == 0 and "status" not in complete
 
 
 @pytest.mark.slow
 def test_more_attempts_than_official_and_unscored_tasks(tmp_path):
     """k = 3 (pass@k extras) and several-choices requests served in part: a (task, attempt) with
-    no recording is an api error of the replay, still in every denominator."""
+    no recording is missing, as `rps-evals score` counts it, still in every denominator."""
     lines = [json.loads(line) for line in demo_responses_path().read_text().splitlines()]
     lines = [dict(line, attempt=3) if line["task_id"] == "3c9b0459" and line["attempt"] == 2 else line
              for line in lines]
@@ -284,9 +353,14 @@ def test_more_attempts_than_official_and_unscored_tasks(tmp_path):
     task = arc1(split="training", task_ids=ids, attempts=3, sandbox="local")
     (log,) = inspect_eval(task, model="rps/replay", model_args={"responses": str(path)}, display="none")
     metrics = inspect_metrics(log)
-    assert (metrics["api_errors_n"], metrics["api_errors_of"]) == (2, 6)  # 3c9b0459 #2, 25ff71a9 #3
+    assert (metrics["api_errors_n"], metrics["api_errors_of"]) == (0, 6)
     assert metrics["task_solves_n"] == 2
     reported = report(log.location, tmp_path / "run")
+    missing = [(r["task_id"], r["attempt"]) for r in map(json.loads, (tmp_path / "run" / "attempts.jsonl").open())
+               if r["missing"]]
+    assert missing == [("3c9b0459", 2), ("25ff71a9", 3)]
+    core = core_score(path, tmp_path / "core", task_ids=ids, k=3)
+    assert scores_of(reported) == scores_of(core)
     assert reported["attempts_per_task"] == 3 and "oracle_task_solves" in reported["metrics"]
 
 
@@ -308,7 +382,7 @@ def test_cli_eval_retry_completes_a_log_with_failed_generations(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (first,) = logs.glob("*.eval")
-    assert report(str(first), tmp_path / "first")["metrics"]["api_errors"]["n"] == 2
+    assert report(str(first), tmp_path / "first", "--allow-errors")["metrics"]["api_errors"]["n"] == 2
 
     write_lines(responses, good)
     proc = subprocess.run(["inspect", "eval-retry", str(first), *base],
@@ -316,5 +390,5 @@ def test_cli_eval_retry_completes_a_log_with_failed_generations(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     (retried,) = set(logs.glob("*.eval")) - {first}
     result = report(str(retried), tmp_path / "retried")
-    assert result == core_score(responses, tmp_path / "core", task_ids=ids)
+    assert scores_of(result) == scores_of(core_score(responses, tmp_path / "core", task_ids=ids))
     assert result["metrics"]["api_errors"]["n"] == 0

@@ -8,9 +8,11 @@ given as `-M responses=FILE.jsonl`; without it the bundled demo file is served.
 A request is answered by (task id, attempt): the arc tasks' solver says which attempt it asks for;
 any other solver gets attempts 1, 2, ... in call order per sample. A recorded stop reason comes
 back as the choice's stop reason, a recorded error is raised as a non-retried API error, and a
-(task, attempt) with no recording is an error too (a replay never invents a completion). Token
-usage is set here (an estimate, about 4 characters a token) because Inspect would otherwise try to
-download a tokenizer to count it.
+(task, attempt) with no recording is `missing`, as `rps-evals score` counts it on the same file (a
+replay never invents a completion). A file with no response for any selected task is refused when
+`inspect eval` builds the task. Token usage is the recorded `output_tokens` where the file has them
+(a file records no input tokens: they count 0), else an estimate (about 4 characters a token,
+marked so that no result reports it) because Inspect would otherwise try to download a tokenizer.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ from rps_evals.records import read_responses
 from rps_evals.scoring import Response
 
 DEMO_RESPONSES = "demo_arc1_training.jsonl"
+DEMO_DATASET = "arc1:training"  # the dataset the bundled demo answers
+ESTIMATED_USAGE = "rps_replay_estimated_usage"  # ModelOutput.metadata key: usage is a guess, not a count
+CHOICE_USAGE = "rps_replay_choice_usage"  # ModelOutput.metadata key: each choice's recorded token counts
 # Set by the task's solver around each generate call, so the replay model knows which attempt it serves.
 current_attempt: ContextVar[tuple[str, int] | None] = ContextVar("rps_evals_attempt", default=None)
 
@@ -48,6 +53,10 @@ def demo_responses_path() -> Path:
 
 class ReplayedAPIError(RuntimeError):
     """A generation that failed when it was recorded (or has no recording): an api error."""
+
+
+class ReplayMissing(LookupError):
+    """The file has no response for this (task, attempt): the attempt is missing, not an api error."""
 
 
 class ReplayAPI(ModelAPI):
@@ -75,8 +84,10 @@ class ReplayAPI(ModelAPI):
             response = self.responses.get((task_id, attempt))
             failure = None
             if response is None:
-                failure = f"{self.path.name} has no response for task {task_id} attempt {attempt}"
-            elif response.completion is None and response.error is not None:
+                if not choices:
+                    raise ReplayMissing(f"{self.path.name} has no response for task {task_id} attempt {attempt}")
+                break  # served the attempts before it; the solver asks for this one alone
+            if response.completion is None and response.error is not None:
                 failure = response.error
             if failure is not None:
                 if n == 1:
@@ -92,11 +103,39 @@ class ReplayAPI(ModelAPI):
                 message=ChatMessageAssistant(content=response.completion or "", model="replay", source="generate"),
                 stop_reason=response.stop_reason or "unknown",
             ))
+        served = [self.responses[(task_id, first + i)] for i in range(len(choices))]
+        if all(r.output_tokens is not None for r in served):  # recorded counts (a file has no input counts)
+            output_tokens = sum(r.output_tokens for r in served)
+            reasoning = [r.reasoning_tokens for r in served if r.reasoning_tokens is not None]
+            usage = ModelUsage(input_tokens=0, output_tokens=output_tokens, total_tokens=output_tokens,
+                               reasoning_tokens=sum(reasoning) if reasoning else None)
+            per_choice = [{"output_tokens": r.output_tokens, "reasoning_tokens": r.reasoning_tokens} for r in served]
+            return ModelOutput(model="replay", choices=choices, usage=usage, metadata={CHOICE_USAGE: per_choice})
         prompt_tokens = _estimate_tokens("".join(m.text for m in input))
         output_tokens = sum(_estimate_tokens(c.message.text) for c in choices)
-        return ModelOutput(model="replay", choices=choices,
+        return ModelOutput(model="replay", choices=choices, metadata={ESTIMATED_USAGE: True},
                            usage=ModelUsage(input_tokens=prompt_tokens, output_tokens=output_tokens,
                                             total_tokens=prompt_tokens + output_tokens))
+
+    def default_task_ids(self, dataset_name: str) -> list[str] | None:
+        """The bundled demo's tasks, in file order, when it is what is served on its own dataset and
+        no task ids were given (so the demo needs no id list); None otherwise (every task)."""
+        if self.path != demo_responses_path() or dataset_name != DEMO_DATASET:
+            return None
+        return list(dict.fromkeys(task_id for task_id, _ in self.responses))
+
+    def check_covers(self, dataset) -> None:
+        """Refuse, before any sample runs, a file that answers none of the selected tasks (it
+        would score every attempt missing: a table of zeros that looks like a measurement)."""
+        answered = {task_id for task_id, _ in self.responses}
+        if answered & set(dataset.tasks):
+            return
+        some = ", ".join(sorted(answered)[:3]) + (", ..." if len(answered) > 3 else "")
+        raise ValueError(
+            f"rps/replay: {self.path} has no response for any of the {len(dataset.tasks)} selected tasks of "
+            f"{dataset.name} (it answers {len(answered)} other tasks{': ' + some if some else ''}); "
+            "give -M responses=FILE.jsonl recorded on this dataset, or select its tasks with -T split=... "
+            "and -T task_ids=...")
 
     def _which(self, n: int) -> tuple[str, int]:
         """(task id, first attempt) of this request."""

@@ -12,8 +12,6 @@ without executing anything again.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from typing import Any, Sequence
 
 import anyio
@@ -33,23 +31,26 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 from inspect_ai.util import LimitExceededError
 
 from rps_evals.data import DATASETS, DatasetError, load_dataset
-from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Program, shared_executor
-from rps_evals.execution.image import SANDBOX_IMAGE
+from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Program, SandboxUnavailable, shared_executor
+from rps_evals.execution.image import check_image
+from rps_evals.inspect_eval import hooks as _hooks  # noqa: F401  (registers the end-of-eval table)
 from rps_evals.inspect_eval.sandbox import compose_file, run_in_inspect_sandbox
-from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
-from rps_evals.inspect_eval.replay import ReplayedAPIError, current_attempt
+from rps_evals.prompt import ProgramSynthesis, build_prompt, prompt_version
+from rps_evals.provenance import build_provenance, generation_settings, sandbox_info
+from rps_evals.inspect_eval.replay import CHOICE_USAGE, ESTIMATED_USAGE, ReplayAPI, ReplayedAPIError, ReplayMissing, current_attempt
 from rps_evals.scoring import (
     METRICS,
     AttemptRecord,
     Response,
     arc_prize_score,
-    count,
-    metric_units,
+    pool,
     program_for,
     score_attempt,
+    task_counts,
 )
 
 STORE_KEY = "rps_evals:attempts"
+USAGE_KEY = "rps_evals:usage"  # the sample's token totals over all its requests
 SCORER_NAME = "arc_scorer"  # the key of its scores in a log sample
 # Finite by default so a dead or hung server ends in counted api_errors instead of a stuck run:
 # a generation may take up to 30 min (long reasoning on a busy server), each call at most 1 h in all.
@@ -92,11 +93,21 @@ def arc_task(
         raise TaskParameterError(f"exec_timeout must be a positive number of seconds, got {exec_timeout!r}")
     full = load_dataset(dataset_name)
     ids = _task_id_list(task_ids, full.tasks)
+    model = _active_model()
+    if ids is None and model is not None and isinstance(model.api, ReplayAPI):
+        ids = model.api.default_task_ids(dataset_name)  # the bundled demo's tasks: no id list needed
     try:
         dataset = full.select(ids)
     except DatasetError as exc:
         raise TaskParameterError(str(exc)) from None
-    sandbox_kind, sandbox_spec = _sandbox_spec(sandbox)
+    sandbox_kind, sandbox_spec = _sandbox_spec(sandbox, float(exec_timeout))
+    if model is not None and isinstance(model.api, ReplayAPI):
+        try:  # a replay with nothing to serve refuses before any sample
+            model.api.check_covers(dataset)
+        except ValueError as exc:
+            raise TaskParameterError(str(exc)) from None
+    provenance = build_provenance(dataset, attempts, mode, float(exec_timeout), _sandbox_provenance(sandbox),
+                                  *_model_provenance(model, attempts))
 
     samples = [
         Sample(id=task.task_id, input=build_prompt(task, mode),
@@ -108,7 +119,7 @@ def arc_task(
         dataset=MemoryDataset(samples, name=dataset_name),
         solver=arc_attempts(attempts=attempts),
         scorer=arc_scorer(dataset=dataset_name, attempts=attempts, exec_timeout=float(exec_timeout),
-                          sandbox=sandbox_kind),
+                          sandbox=sandbox_kind, provenance=provenance),
         sandbox=sandbox_spec,
         config=DEFAULT_CONFIG,
         # A generation that failed is a measurement (api_errors): the sample is still scored and the
@@ -117,11 +128,43 @@ def arc_task(
         score_on_error=True,
         fail_on_error=0.25,
         metadata={"rps_evals": {"dataset": dataset_name, "dataset_hash": dataset.file_hash,
-                                "attempts": attempts, "prompt_version": PROMPT_VERSION,
-                                "program_synthesis": mode.value}},
+                                "attempts": attempts, "prompt_version": prompt_version(mode),
+                                "program_synthesis": mode.value, "provenance": provenance}},
         headline_metric=HeadlineMetric(metric="task_solves"),
-        version=PROMPT_VERSION,
+        version=prompt_version(mode),
     )
+
+
+def _active_model() -> Model | None:
+    """The model being evaluated: Inspect sets it before it builds the task (None outside an eval)."""
+    try:
+        from inspect_ai.model._model import active_model
+    except ImportError:
+        return None
+    return active_model()
+
+
+def _sandbox_provenance(sandbox: str) -> dict[str, Any]:
+    kind, _, config = sandbox.partition(":")
+    if kind in ("docker", "local"):
+        return sandbox_info(kind)
+    if kind == "inspect-docker" and not config:  # the project's image, in Inspect's own sandbox
+        return {**sandbox_info("docker"), "backend": "inspect-docker"}
+    return sandbox_info(sandbox)
+
+
+def _model_provenance(model: Model | None, attempts: int) -> tuple[str | None, dict[str, Any] | None]:
+    """The model's name and the generation settings of this eval, as far as Inspect says them
+    when the task is built (`rps-evals report` fills in what only the log knows)."""
+    if model is None:
+        return None, None
+    from inspect_ai.model._generate_config import active_generate_config
+
+    config = DEFAULT_CONFIG.merge(model.config).merge(active_generate_config())
+    n = attempts if attempts > 1 and type(model.api).__name__ in NUM_CHOICES_APIS else 1
+    return str(model), generation_settings(temperature=config.temperature, top_p=config.top_p,
+                                           top_k=config.top_k, max_tokens=config.max_tokens,
+                                           seed=config.seed, num_choices=n)
 
 
 def _task_id_list(task_ids: Any, known: dict) -> list[str] | None:
@@ -147,38 +190,36 @@ def _task_id_list(task_ids: Any, known: dict) -> list[str] | None:
     return ids
 
 
-def _sandbox_spec(sandbox: str) -> tuple[str, Any]:
-    """`local` runs programs in the core's local runner (no Inspect sandbox); `docker` uses the
-    project's compose file; any other Inspect sandbox type (optionally `type:config`) is passed on."""
+def _sandbox_spec(sandbox: str, exec_timeout: float) -> tuple[str, Any]:
+    """Where the scorer runs programs, and the Inspect sandbox the task asks for (None: none).
+
+    `docker`: the project's warm hardened container pool (the executor of `rps-evals score`),
+    shared by every sample of the eval; `local`: the core's local runner (UNSAFE); `inspect-docker`
+    (optionally `:COMPOSE_FILE`): Inspect's own docker sandbox, one compose project per sample,
+    on sandbox/compose.yaml by default; any other Inspect sandbox type (`type[:config]`, e.g. k8s)
+    is passed on, and its image must have the runner at /opt/rps/runner.py.
+    """
     if not isinstance(sandbox, str) or not sandbox:
         raise TaskParameterError(f"sandbox must be docker, local or an Inspect sandbox type, got {sandbox!r}")
     kind, _, config = sandbox.partition(":")
-    if kind == "local":
+    if kind in ("docker", "local"):
         if config:
-            raise TaskParameterError("sandbox=local takes no configuration")
-        return "local", None
-    if kind == "docker" and not config:
-        compose = compose_file()  # also names the image built from this package's runner
-        _check_image(os.environ.get("RPS_EVALS_SANDBOX_IMAGE", SANDBOX_IMAGE))
-        return "docker", ("docker", compose)
-    return kind, (kind, config) if config else kind
-
-
-def _check_image(image: str) -> None:
-    """Fail at once, not in every sample, when the sandbox image is missing (it is never pulled)."""
-    build = ("run `rps-evals sandbox build` (or `bash sandbox/build_offline.sh` where no registry is "
-             "reachable; from Python: rps_evals.execution.image.ensure_image()); see docs/sandbox.md")
-    try:
-        found = subprocess.run(["docker", "image", "inspect", image], capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise TaskParameterError(f"sandbox=docker needs a Docker engine ({exc}); or run trusted programs "
-                                 "with -T sandbox=local") from None
-    if found.returncode != 0:
-        message = found.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        if "No such image" in message[0] or "not found" in message[0].lower():
-            raise TaskParameterError(f"the sandbox image {image} is not built yet: {build}")
-        raise TaskParameterError(f"sandbox=docker: cannot reach Docker ({message[0]}); or run trusted "
-                                 "programs with -T sandbox=local")
+            hint = " (for Inspect's docker sandbox on your compose file: inspect-docker:PATH)" if kind == "docker" else ""
+            raise TaskParameterError(f"sandbox={kind} takes no configuration{hint}")
+        try:  # fail here, before any generation: no engine, no image, no Docker SDK
+            shared_executor(kind, exec_timeout)
+        except SandboxUnavailable as exc:
+            raise TaskParameterError(f"sandbox={kind}: {exc}") from None
+        return kind, None
+    if kind == "inspect-docker":
+        if not config:
+            config = compose_file()  # the project's image with the executor's limits
+            try:
+                check_image()
+            except SandboxUnavailable as exc:
+                raise TaskParameterError(f"sandbox=inspect-docker: {exc}") from None
+        return "inspect", ("docker", config)
+    return "inspect", (kind, config) if config else kind
 
 
 # -- solver: k attempts ----------------------------------------------------------------------------
@@ -199,6 +240,7 @@ def arc_attempts(attempts: int = 2) -> Solver:
         recorded: list[dict[str, Any]] = []
         choices: list[ChatCompletionChoice] = []
         errors: list[str] = []
+        usage = {"output_tokens": 0, "reasoning_tokens": None, "total_tokens": 0, "known": True}
         want_choices = attempts > 1 and type(model.api).__name__ in NUM_CHOICES_APIS
         try:
             while len(recorded) < attempts:
@@ -209,14 +251,24 @@ def arc_attempts(attempts: int = 2) -> Solver:
                     output = await _generate(model, state, task_id, first, batch)
                 except LimitExceededError:
                     raise  # a sample limit ends the sample; attempts not made count as missing
+                except ReplayMissing:  # the recording has no such attempt: missing, as in `rps-evals score`
+                    recorded.append({"attempt": first, "missing": True})
+                    continue
                 except Exception as exc:  # failed after Inspect's own retries: an api error
                     message = str(exc) if isinstance(exc, ReplayedAPIError) else f"{type(exc).__name__}: {exc}"
                     errors.append(f"attempt {first}: {message}")
                     recorded += [_attempt(a, None, None, message[:2000]) for a in range(first, first + batch)]
                     continue
-                for choice in output.choices[:attempts - len(recorded)]:
+                tokens = _add_usage(usage, output)
+                served = output.choices[:attempts - len(recorded)]
+                # each attempt's own counts: a request's usage when it made one attempt (providers
+                # report one usage for all the choices of a request), or what the replay recorded
+                per_choice = (output.metadata or {}).get(CHOICE_USAGE) or ([tokens] if len(served) == 1 else [])
+                for i, choice in enumerate(served):
                     recorded.append(_attempt(len(recorded) + 1, choice.message.text, choice.stop_reason,
                                              reasoning=reasoning_of(choice.message)))
+                    if i < len(per_choice) and per_choice[i]:
+                        recorded[-1].update(per_choice[i])
                     choices.append(choice)
                 if not output.choices:
                     message = output.error or "the model returned no completion"
@@ -224,6 +276,7 @@ def arc_attempts(attempts: int = 2) -> Solver:
                     recorded.append(_attempt(first, None, None, message[:2000]))
         finally:
             state.store.set(STORE_KEY, recorded)
+            state.store.set(USAGE_KEY, usage if usage.pop("known") else None)
         if choices:  # the log's sample output shows every attempt that got a completion
             state.output = ModelOutput(model=str(model), choices=choices)
             state.messages.append(choices[0].message)
@@ -232,6 +285,20 @@ def arc_attempts(attempts: int = 2) -> Solver:
         return state
 
     return solve
+
+
+def _add_usage(totals: dict[str, Any], output: ModelOutput) -> dict[str, int | None] | None:
+    """Add one request's token usage to the sample's totals; the request's own counts, or None when
+    the provider reported none (or the replay model only estimated them): then totals are unknown."""
+    usage = output.usage
+    if usage is None or (output.metadata or {}).get(ESTIMATED_USAGE):
+        totals["known"] = False
+        return None
+    totals["output_tokens"] += usage.output_tokens
+    totals["total_tokens"] += usage.total_tokens
+    if usage.reasoning_tokens is not None:
+        totals["reasoning_tokens"] = (totals["reasoning_tokens"] or 0) + usage.reasoning_tokens
+    return {"output_tokens": usage.output_tokens, "reasoning_tokens": usage.reasoning_tokens}
 
 
 def _attempt(attempt: int, completion: str | None, stop_reason: str | None, error: str | None = None,
@@ -271,16 +338,13 @@ async def _generate(model: Model, state: TaskState, task_id: str, first: int, n:
 
 @metric
 def reliability():
-    """Every metric of docs/metrics.md over the scored tasks, as `<name>_n` (summed units), `<name>_of`
-    (summed denominators) and `<name>` (their rate); and `arc_prize_score`, the mean over tasks of the
-    fraction of their test outputs matched."""
+    """Every metric of docs/metrics.md as a rate, pooled by the core over the scored tasks, and
+    `arc_prize_score`. Inspect shows rates only; each sample keeps its task's n (the score value)
+    and of (the score metadata), so `log_counts` and `rps-evals report` recover the n/of table."""
 
     def compute(scores: list[SampleScore]) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name in METRICS:
-            n = sum(float(s.score.value[name]) for s in scores)
-            of = sum(float((s.score.metadata or {})["of"][name]) for s in scores)
-            out[f"{name}_n"], out[f"{name}_of"], out[name] = n, of, (n / of if of else 0.0)
+        pooled = pool(_sample_counts(s.score) for s in scores)
+        out = {name: float(pooled[name]["rate"]) if name in pooled else 0.0 for name in METRICS}
         prize = [float(s.score.value["arc_prize_score"]) for s in scores]
         out["arc_prize_score"] = sum(prize) / len(prize) if prize else 0.0
         return out
@@ -288,20 +352,35 @@ def reliability():
     return compute
 
 
+def _sample_counts(score: Score) -> dict[str, tuple[float, float]]:
+    of = (score.metadata or {})["of"]
+    return {name: (float(score.value[name]), float(of[name])) for name in METRICS}
+
+
+def log_counts(log) -> dict[str, dict[str, Any]]:
+    """Every metric's {n, of, rate} of an Inspect log of these tasks (from its samples' scores)."""
+    scores = [sample.scores[SCORER_NAME] for sample in log.samples or [] if SCORER_NAME in (sample.scores or {})]
+    pooled = pool(_sample_counts(score) for score in scores)
+    return {name: {**pooled[name], "n": int(pooled[name]["n"]), "of": int(pooled[name]["of"])}
+            for name in METRICS if name in pooled}
+
+
 # -- scorer ----------------------------------------------------------------------------------------
 
 @scorer(metrics=[reliability()])
 def arc_scorer(dataset: str, attempts: int = 2, exec_timeout: float = DEFAULT_TIMEOUT,
-               sandbox: str = "docker") -> Scorer:
-    """Score one ARC task's recorded attempts with the core; per-task metric counts as the value."""
+               sandbox: str = "docker", provenance: dict[str, Any] | None = None) -> Scorer:
+    """Score one ARC task's recorded attempts with the core; per-task metric counts as the value.
+    `provenance` is not used here: as a scorer argument it is logged beside the metrics' results."""
     full = load_dataset(dataset)
 
     async def score(state: TaskState, target: Target) -> Score:
         task = full.tasks[str(state.metadata.get("task_id", state.sample_id))]
         by_attempt = {r["attempt"]: r for r in state.store.get(STORE_KEY, [])}
         responses = [
-            Response(task.task_id, a, r["completion"], r["stop_reason"], r["error"], reasoning=r.get("reasoning"))
-            if r else None
+            Response(task.task_id, a, r["completion"], r["stop_reason"], r["error"], reasoning=r.get("reasoning"),
+                     output_tokens=r.get("output_tokens"), reasoning_tokens=r.get("reasoning_tokens"))
+            if r and not r.get("missing") else None
             for a in range(1, attempts + 1)
             for r in [by_attempt.get(a)]
         ]
@@ -312,26 +391,65 @@ def arc_scorer(dataset: str, attempts: int = 2, exec_timeout: float = DEFAULT_TI
             for a, (response, (_, json_predictions), execution)
             in enumerate(zip(responses, prepared, executions), 1)
         ]
-        return task_score(records, attempts)
+        result = task_score(records, attempts, task.test_outputs)
+        result.metadata["usage"] = state.store.get(USAGE_KEY)
+        return result
 
     return score
 
 
-def task_score(records: list[AttemptRecord], k: int) -> Score:
-    """One task's Score: each metric's n as the value, its of in metadata, the records alongside."""
-    counts = {name: count(u) for name, u in metric_units(records, k).items() if name in METRICS}
-    prize = arc_prize_score(records, k)
-    value = {name: c["n"] for name, c in counts.items()}
-    value["arc_prize_score"] = prize
-    of = {name: c["of"] for name, c in counts.items()}
-    sources = ", ".join(f"attempt {r.attempt}: {r.source} ({r.program_status})" for r in records)
+def task_score(records: list[AttemptRecord], k: int, expected: Sequence[Any] = ()) -> Score:
+    """One task's Score: each metric's n (the core's per-task counts) as the value, its of in
+    metadata, the records alongside, and an explanation `inspect view` renders as markdown."""
+    counts = {name: c for name, c in task_counts(records, k).items() if name in METRICS}
+    value: dict[str, Any] = {name: n for name, (n, _) in counts.items()}
+    value["arc_prize_score"] = arc_prize_score(records, k)
     answer = json.dumps([r.predictions for r in records[:2]], separators=(",", ":"))
     return Score(
         value=value,
         answer=answer if len(answer) <= 4000 else None,  # attempts 1 and 2's predictions, if short
-        explanation=sources,
-        metadata={"of": of, "attempts": [r.to_dict() for r in records]},
+        explanation=explain(records, expected),
+        metadata={"of": {name: of for name, (_, of) in counts.items()}, "attempts": [r.to_dict() for r in records]},
     )
+
+
+SMALL_GRID = 10  # explanations draw grids up to this many rows and columns
+
+
+def explain(records: Sequence[AttemptRecord], expected: Sequence[Any] = ()) -> str:
+    """Markdown: one line per attempt (source, program status, which tests it got right), then for
+    small grids each test's expected output beside every attempt's prediction in a fenced block."""
+    lines = []
+    for r in records:
+        what = "missing" if r.missing else f"API error: {r.api_error[:120]}" if r.api_error else \
+            f"{r.source}, program {r.program_status}" + (", train-verified" if r.train_verified else "")
+        right = " ".join("✓" if c else "✗" for c in r.correct)
+        stop = f", stopped at {r.stop_reason}" if r.stop_reason in ("max_tokens", "model_length") else ""
+        lines.append(f"- **attempt {r.attempt}**: {what}{stop}; tests {right}")
+    for j, want in enumerate(expected):
+        grids = [("expected", want)] + [(f"attempt {r.attempt}", r.predictions[j] if j < len(r.predictions) else None)
+                                        for r in records]
+        if not all(_small(g) for _, g in grids if g is not None):
+            continue
+        lines += ["", f"test {j + 1}:", "```", _side_by_side(grids), "```"]
+    return "\n".join(lines)
+
+
+def _small(grid: Any) -> bool:
+    return isinstance(grid, list) and 0 < len(grid) <= SMALL_GRID and all(
+        isinstance(row, list) and len(row) <= SMALL_GRID for row in grid)
+
+
+def _side_by_side(grids: list[tuple[str, Any]]) -> str:
+    """Labelled grids as columns of digits (`-` for no prediction), three spaces apart."""
+    columns = []
+    for label, grid in grids:
+        rows = ["".join(str(c) for c in row) for row in grid] if grid is not None else ["-"]
+        width = max([len(label)] + [len(r) for r in rows])
+        columns.append([label.ljust(width)] + [r.ljust(width) for r in rows])
+    height = max(len(c) for c in columns)
+    columns = [c + [" " * len(c[0])] * (height - len(c)) for c in columns]
+    return "\n".join("   ".join(parts).rstrip() for parts in zip(*columns))
 
 
 # -- running programs ------------------------------------------------------------------------------
@@ -340,7 +458,7 @@ async def run_programs(programs: list[Program], sandbox: str, timeout: float) ->
     """Run one task's programs: in the core's local runner, or through the sample's Inspect sandbox."""
     if all(not p.source for p in programs):
         return [Execution.nothing_to_run(p) for p in programs]
-    if sandbox == "local":
-        executor = shared_executor("local", timeout)  # UNSAFE by the user's explicit choice
+    if sandbox in ("docker", "local"):  # the warm pool shared by the eval's samples (local: UNSAFE)
+        executor = shared_executor(sandbox, timeout)
         return await anyio.to_thread.run_sync(executor.run, programs)
     return await run_in_inspect_sandbox(programs, timeout)

@@ -83,14 +83,85 @@ def read_inspect_log(path: Path) -> FrontEndRun:
         raise InputError(f"{path}: {exc}") from None
     k = int(meta["attempts"])
     records: list[AttemptRecord] = []
+    sample_usage: list[dict | None] = []
     for sample in log.samples or []:
         score = (sample.scores or {}).get(SCORER_NAME)
         if score is None or not score.metadata or "attempts" not in score.metadata:
             continue  # never scored: complete_records makes its attempts `missing`
         records.extend(AttemptRecord.from_dict(d) for d in score.metadata["attempts"])
+        sample_usage.append(score.metadata.get("usage"))
     if log.samples is None:
         raise InputError(f"{path} has no samples (was it written with --no-log-samples?)")
-    return dataset, records, k, {"prompt_version": meta.get("prompt_version", "unknown")}
+    options: dict[str, Any] = {"prompt_version": meta.get("prompt_version", "unknown")}
+    if meta.get("provenance"):  # logs written before provenance existed have none
+        options["provenance"] = _inspect_provenance(meta["provenance"], log)
+        options["usage"] = {"wall_time_s": _wall_time(log.stats.started_at, log.stats.completed_at),
+                            **_token_totals(sample_usage)}
+    options.update(_inspect_selection(meta, log.samples or []))
+    if log.status != "success":
+        options["status"] = {"status": log.status, "error": _why_unfinished(log)}
+    return dataset, records, k, options
+
+
+def _why_unfinished(log) -> str:
+    """The reason a log did not end in success: its own error, else its errored samples (Inspect
+    marks a log failed without a message when more samples errored than fail_on_error allows)."""
+    if log.error and log.error.message:
+        return log.error.message.strip().splitlines()[-1][:500]
+    errored = [s for s in log.samples or [] if s.error]
+    if errored:
+        first = errored[0].error.message.strip().splitlines()[-1][:300]
+        return f"{len(errored)} of {len(log.samples)} samples errored (first: {first})"
+    return "cancelled before the end" if log.status == "cancelled" else f"log status {log.status}"
+
+
+def _inspect_provenance(recorded: dict[str, Any], log) -> dict[str, Any]:
+    """The task's block, with the model and generation settings the log knows if the task did not."""
+    from rps_evals.provenance import generation_settings
+
+    provenance = dict(recorded)
+    provenance["model"] = provenance.get("model") or log.eval.model
+    if provenance.get("generation") is None:
+        config = log.plan.config.merge(log.eval.model_generate_config)
+        provenance["generation"] = generation_settings(
+            temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+            max_tokens=config.max_tokens, seed=config.seed, num_choices=config.num_choices)
+    return provenance
+
+
+def _wall_time(started: str | None, completed: str | None) -> float | None:
+    from datetime import datetime
+
+    if not started or not completed:
+        return None
+    return (datetime.fromisoformat(completed) - datetime.fromisoformat(started)).total_seconds()
+
+
+def _token_totals(per_sample: list[dict | None]) -> dict[str, int | None]:
+    """The run's token totals: known only if every scored sample knew its own."""
+    if not per_sample or any(u is None for u in per_sample):
+        return {"total_tokens": None, "output_tokens": None, "reasoning_tokens": None}
+    reasoning = [u["reasoning_tokens"] for u in per_sample if u.get("reasoning_tokens") is not None]
+    return {"total_tokens": sum(u["total_tokens"] for u in per_sample),
+            "output_tokens": sum(u["output_tokens"] for u in per_sample),
+            "reasoning_tokens": sum(reasoning) if reasoning else None}
+
+
+def _inspect_selection(meta: dict[str, Any], samples) -> dict[str, Any]:
+    """The task's `select` and prices, and each task's (input, output) tokens for its cost: the
+    sample's totals (one request may have made all its attempts, and only the sample knows its usage)."""
+    from rps_evals.inspect_eval.task import SCORER_NAME
+
+    options = {key: meta[key] for key in ("select", "price_in", "price_out") if meta.get(key) is not None}
+    task_tokens = {}
+    for sample in samples:
+        score = (sample.scores or {}).get(SCORER_NAME)
+        usage = (score.metadata or {}).get("usage") if score is not None else None
+        if usage and usage.get("total_tokens") is not None and usage.get("output_tokens") is not None:
+            task_tokens[str(sample.id)] = (usage["total_tokens"] - usage["output_tokens"], usage["output_tokens"])
+    if task_tokens:
+        options["task_tokens"] = task_tokens
+    return options
 
 
 # -- lm-eval --------------------------------------------------------------------------------------
@@ -228,7 +299,8 @@ def read_lmeval_output(path: str | Path) -> tuple[Dataset, list[AttemptRecord], 
             raise InputError(f"{samples_file}: duplicate record for task {key[0]} attempt {key[1]}")
         seen.add(key)
     prompt_version = samples[0]["doc"].get("prompt_version", PROMPT_VERSION)
-    return dataset, records, k, {"prompt_version": prompt_version}
+    selection = ScoringContext.from_metadata(config.get("metadata")).summary_options()  # rps_select, prices
+    return dataset, records, k, {"prompt_version": prompt_version, **selection}
 
 
 # (what it reads, detect(path), read(path)): the first row whose detect is true reads the output.
