@@ -340,5 +340,12 @@ def test_grid_literals_reads_source_without_running_it():
 
     src = "A = ((1, 2), (3, 4))\nB = [[1, 2, 3]]\nC = [[1, True], [2, 3]]\nD = [[[5, 5], [5, 5]]]\nE = [[1, -1], [2, 2]]\n"
     assert grid_literals(src) == [[[1, 2], [3, 4]], [[5, 5], [5, 5]]]
+    # written in ways that still make a grid literal: comments and continuations between the
+    # tokens, parenthesised cells, rows of one cell, a tuple of rows without parentheses
+    assert grid_literals("G = [  # the answer\n    [ # row 1\n 7,\n  6], [4, \\\n 4]]\n") == [[[7, 6], [4, 4]]]
+    assert grid_literals("G = [[(7), (6)], [(4), 4]]\n") == [[[7, 6], [4, 4]]]
+    assert grid_literals("G = [[7], [6], [4], [4]]\n") == [[[7], [6], [4], [4]]]
+    assert grid_literals("def transform(grid):\n    return [7, 6], [4, 4]\n") == [[[7, 6], [4, 4]]]
+    assert grid_literals("def transform(grid):\n    return [r[::-1] for r in grid[0:3]]\n") == []
     assert grid_literals("def transform(grid:\n") == []
     assert grid_literals("x = " + "[" * 5000 + "]" * 5000) == []
