@@ -184,6 +184,7 @@ CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:0 1.2rem 3rem;color:#1d1d1f;background:#fafafa}
 h1{font-size:1.4rem;margin:1rem 0 .3rem}h2{font-size:1.1rem;margin:0 0 .5rem}h3{font-size:.95rem;margin:.2rem 0}
 table{border-collapse:collapse;margin:.4rem 0 1rem;background:#fff}td,th{border:1px solid #ddd;padding:2px 7px;text-align:right;white-space:nowrap}
+td .ci{display:block;font-size:.8em}
 th:first-child,td:first-child{text-align:left}.meta td{text-align:left}
 .note{color:#8a4b00}tr.differs td{background:#fff1c2}summary{cursor:pointer;margin:.3rem 0}.dim{color:#666}
 .filter{position:absolute;opacity:0;pointer-events:none}
@@ -363,7 +364,7 @@ def _pct(x: float) -> str:
 
 def _cell(n: int, of: int) -> str:
     low, high = wilson_interval(n, of)
-    return f"{n}/{of} ({_pct(n / of if of else 0.0)}) <span class='dim'>[{_pct(low)}, {_pct(high)}]</span>"
+    return f"{n}/{of} ({_pct(n / of if of else 0.0)}) <span class='dim ci'>[{_pct(low)}, {_pct(high)}]</span>"
 
 
 def _metrics_section(runs: Sequence[ShownRun], letters: str, comparison: dict | None) -> str:
