@@ -299,6 +299,7 @@ class Candidate:
     ref: str  # trace row id, or `<source>#<task>#<attempt>` for a rejected attempt
     text: str
     cut_off: bool = False  # a rejected attempt the token limit stopped
+    stop_reason: str | None = "stop"  # a rejected attempt's, as recorded (None: nobody reported one)
 
 
 @dataclass
@@ -541,7 +542,8 @@ def build(config: BuildConfig, log=print) -> dict[str, Any]:
         for ref, r in attempts:
             text = normalize_rejected(r.get("completion"), task.num_tests, r.get("reasoning"))
             cut_off = r.get("stop_reason") in TOKEN_LIMIT_REASONS
-            rejected_items.append((task_id, Candidate(task_id, ref, text, cut_off), r.get("completion") or ""))
+            rejected_items.append((task_id, Candidate(task_id, ref, text, cut_off, r.get("stop_reason")),
+                                   r.get("completion") or ""))
 
     log(f"verifying {len(chosen_items)} chosen and {len(rejected_items)} rejected responses "
         f"over {len(candidates)} tasks with the core's scoring ...")
@@ -674,6 +676,8 @@ def length_report(pairs: Sequence[tuple[str, Candidate, Candidate]], tokenizer: 
             "empty_reasoning": sum(not reasoning_section(t) for t in texts),
         }
     report["rejected_cut_off_share"] = (sum(p[2].cut_off for p in pairs) / len(pairs)) if pairs else 0.0
+    # hf/ and lm-eval report no finish reason: those answers are not known to be cut off or not
+    report["rejected_stop_reason_unknown"] = sum(p[2].stop_reason is None for p in pairs)
     warnings = []
     for measure in ("reasoning_chars", "response_tokens", "response_chars"):
         a, b = report["chosen"][measure], report["rejected"][measure]
@@ -694,7 +698,9 @@ def _length_summary(lengths: dict) -> str:
 
     lines = [f"{measure}: chosen {show('chosen', measure)}; rejected {show('rejected', measure)}"
              for measure in ("reasoning_chars", "response_tokens")]
-    lines.append(f"rejected answers cut off by the token limit: {lengths['rejected_cut_off_share']:.1%}")
+    lines.append(f"rejected answers cut off by the token limit: {lengths['rejected_cut_off_share']:.1%}"
+                 + (f" ({lengths['rejected_stop_reason_unknown']} with no reported stop reason)"
+                    if lengths["rejected_stop_reason_unknown"] else ""))
     return "\n".join(lines)
 
 

@@ -390,7 +390,7 @@ def test_reasoning_apart_from_the_text_and_cut_off_answers(inputs, tmp_path):
     lengths = manifest["lengths"]
     # rejected reasoning: 40, 40, 19 ("q"*10 + blank line + "no idea"), 19 -> mean 29.5, p50 19, p90 40
     assert lengths["rejected"]["reasoning_chars"] == {"mean": 29.5, "p50": 19, "p90": 40}
-    assert lengths["rejected_cut_off_share"] == 0.5
+    assert lengths["rejected_cut_off_share"] == 0.5 and lengths["rejected_stop_reason_unknown"] == 0
     assert lengths["rejected"]["empty_reasoning"] == 0 and lengths["chosen"]["empty_reasoning"] == 0
     assert lengths["rejected"]["response_tokens"] is None  # no tokenizer given
 

@@ -1,0 +1,504 @@
+"""`rps-train study --config FILE --out DIR`: the whole RPS-vs-EPS study as one resumable command.
+
+Steps, each a list of ordinary commands (`--dry-run` prints them all):
+  model     (tiny configs only) build the tiny random Qwen3 the study runs on
+  rejected  the small model's ordinary answers on the training tasks: `inspect eval` of our task
+  data      the DPO data: `rps-train data` (chosen traces vs those answers, checked by the scorer)
+  rps       RPS stage 1 and stage 2: `rps-train train`
+  eps       EPS stage 2 from RPS's stage-1 adapter: `rps-train train --stage1_adapter`
+  evaluate  base, RPS and EPS through the Inspect task on the evaluation sets, each log made a run
+            directory by `rps-evals report`; on GPU one `vllm serve` holds both adapters, on CPU the
+            adapters are merged into full models for Inspect's `hf/` provider
+  compare   `rps-evals compare` EPS vs RPS, RPS vs base, EPS vs base -> DIR/comparison.json
+
+DIR/study.json is the manifest: for each finished step, a key (the hash of its commands and of the
+content of its inputs) and the hashes of its outputs. A step whose key and outputs still match is
+skipped, so a killed study resumes where it stopped, and a changed config or input re-runs exactly
+the steps that depend on it. Training steps pass `--resume true`, so an interrupted stage goes on from
+its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+FORMAT = "rps-train-study/1"
+STEPS = ("model", "rejected", "data", "rps", "eps", "evaluate", "compare")
+SCHEDULES = {"rps": 0.1, "eps": 1.0}  # stage-2 LR / stage-1 LR (the study's RPS and its control)
+COMPARISONS = (("eps", "rps"), ("rps", "base"), ("eps", "base"))
+LOG = "{log}"  # in a command: the one Inspect log its step wrote to the log dir after it
+
+
+class StudyError(ValueError):
+    """A study config that cannot run; raised before any step starts."""
+
+
+@dataclass
+class Step:
+    name: str
+    commands: list[list[str]]
+    inputs: list[Path] = field(default_factory=list)  # content hashed into the key
+    outputs: list[Path] = field(default_factory=list)  # must exist after; hashed into the manifest
+    fresh: list[Path] = field(default_factory=list)  # removed before the step runs (stale logs)
+    server: list[str] | None = None  # started before the commands, stopped after (vllm serve)
+    server_url: str | None = None
+    finish: Callable[[], None] | None = None  # Python work after the commands (combine comparisons)
+    note: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+def _resolve(value: str, base: Path) -> str:
+    """A relative path in a config is taken from the config file's folder when it exists there."""
+    candidate = base / value
+    return str(candidate.resolve()) if not Path(value).is_absolute() and candidate.exists() else value
+
+
+def load_config(path: str | Path, out: str | Path) -> dict[str, Any]:
+    """The study config with `{out}` and `{base_model}` filled in and its file paths resolved."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise StudyError(f"study config {str(path)!r} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise StudyError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(config, dict):
+        raise StudyError(f"{path}: expected a YAML mapping")
+    for key in ("base_model", "rejected", "data", "train", "evaluate"):
+        if key not in config:
+            raise StudyError(f"{path}: missing key {key!r}")
+    unknown = set(config) - {"base_model", "tiny_model", "rejected", "data", "train", "evaluate", "thinking"}
+    if unknown:
+        raise StudyError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    out = str(Path(out).resolve())
+    base_model = str(config["base_model"]).replace("{out}", out)
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{out}", out).replace("{base_model}", base_model)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    config = fill(config)
+    config["base_model"] = base_model
+    here = path.resolve().parent
+    data = config["data"]
+    if isinstance(data.get("traces"), str):
+        data["traces"] = _resolve(data["traces"], here)
+    train = config["train"]
+    if "config" not in train:
+        raise StudyError(f"{path}: train needs `config` (an `rps-train train` YAML)")
+    train["config"] = _resolve(train["config"], here)
+    if not Path(train["config"]).exists():
+        raise StudyError(f"{path}: train config {train['config']!r} does not exist")
+    backend = config["evaluate"].get("backend", "hf")
+    if backend not in ("hf", "vllm"):
+        raise StudyError(f"{path}: evaluate.backend must be hf (CPU) or vllm (GPU), got {backend!r}")
+    for section in ("rejected", "evaluate"):
+        if not config[section].get("sets"):
+            raise StudyError(f"{path}: {section}.sets must list at least one evaluation set")
+        for item in config[section]["sets"]:
+            if not isinstance(item, dict) or item.get("task") not in ("rps_evals/arc1", "rps_evals/arc2"):
+                raise StudyError(f"{path}: each of {section}.sets needs task: rps_evals/arc1 or rps_evals/arc2")
+            if not all(isinstance(t, str) for t in item.get("task_ids") or []):
+                raise StudyError(f"{path}: {section}.sets task_ids must be quoted strings (YAML reads an id "
+                                 "such as 00576224 as a number)")
+    return config
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _set_name(item: dict) -> str:
+    return f"{item['task'].rsplit('/', 1)[-1]}-{item.get('split', 'evaluation')}"
+
+
+def _inspect_eval(item: dict, model: str, model_args: dict, generate: list[str], log_dir: Path,
+                  sandbox: str) -> list[str]:
+    argv = ["inspect", "eval", item["task"], "--model", model]
+    task_args = {"split": item.get("split", "evaluation"), "attempts": item.get("attempts", 2),
+                 "sandbox": sandbox}
+    if item.get("task_ids"):
+        task_args["task_ids"] = ",".join(item["task_ids"])
+    for key, value in task_args.items():
+        argv += ["-T", f"{key}={value}"]
+    for key, value in (model_args or {}).items():
+        argv += ["-M", f"{key}={value}"]
+    return argv + [str(a) for a in generate] + ["--log-dir", str(log_dir), "--display", "none"]
+
+
+def _flags(values: dict[str, Any]) -> list[str]:
+    argv = []
+    for key, value in values.items():
+        if isinstance(value, list):
+            argv += [f"--{key}", *[str(v) for v in value]]
+        else:
+            argv += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return argv
+
+
+def _generate_flags(config: dict, section: dict) -> list[str]:
+    """Sampling flags: Qwen3's recommended settings for the study's thinking mode on vLLM, plus the
+    section's own `generate` flags."""
+    from rps_evals.serving import generate_args
+
+    flags = []
+    if section.get("qwen3_sampling"):
+        flags += generate_args(bool(config.get("thinking", True)))
+    return flags + [str(a) for a in section.get("generate", [])]
+
+
+def plan(config: dict, out: Path) -> list[Step]:
+    """Every step of the study with its commands, inputs and outputs."""
+    base = config["base_model"]
+    steps: list[Step] = []
+    base_inputs = [Path(base)] if config.get("tiny_model") else []
+    if config.get("tiny_model"):
+        steps.append(Step("model", [["rps-train", "tiny-model", "--out", base]],
+                          outputs=[Path(base) / "config.json", Path(base) / "model.safetensors"]))
+
+    rejected = config["rejected"]
+    sandbox = rejected.get("sandbox", "docker")
+    commands, logs = [], []
+    for item in rejected["sets"]:
+        log_dir = out / "logs" / f"rejected-{_set_name(item)}"
+        logs.append(log_dir)
+        commands.append(_inspect_eval(item, rejected["model"], rejected.get("model_args", {}),
+                                      _generate_flags(config, rejected), log_dir, sandbox))
+    steps.append(Step("rejected", commands, inputs=base_inputs, outputs=logs, fresh=logs,
+                      note="the small model's ordinary answers on the training tasks"))
+
+    data_dir = out / "data"
+    data = dict(config["data"])
+    data.setdefault("tokenizer", base)  # response_tokens counted with the trained model's tokenizer
+    data_cmd = ["rps-train", "data", *_flags({k: v for k, v in data.items() if k != "allow_eval_overlap"}),
+                "--rejected", *[f"{d}/{LOG}" for d in logs], "--out", str(data_dir)]
+    if data.get("allow_eval_overlap"):
+        data_cmd.append("--allow-eval-overlap")
+    traces = Path(str(data.get("traces", "")))
+    steps.append(Step("data", [data_cmd], inputs=logs + ([traces] if traces.is_file() else []) + base_inputs,
+                      outputs=[data_dir / "manifest.json", data_dir / "stage1", data_dir / "stage2"],
+                      fresh=[data_dir]))
+
+    train = config["train"]
+    launcher = train.get("launcher", ["rps-train"])
+    common = ["--config", train["config"], "--model_name_or_path", base, "--data_dir", str(data_dir),
+              *_flags(train.get("args", {})), "--resume", "true"]
+    adapters = {}
+    for name, ratio in SCHEDULES.items():
+        run_dir = out / name
+        argv = [*launcher, "train", *common, "--output_dir", str(run_dir), "--schedule_name", name,
+                "--stage2_lr_ratio", str(ratio)]
+        inputs = [data_dir / "manifest.json", Path(train["config"])] + base_inputs
+        if name == "eps":  # the control continues from the SAME stage-1 model as RPS
+            argv += ["--stage1_adapter", str(out / "rps" / "stage1")]
+            inputs.append(out / "rps" / "stage1" / "adapter_model.safetensors")
+        adapters[name] = run_dir / "stage2"
+        steps.append(Step(name, [argv], inputs=inputs,
+                          outputs=[run_dir / "manifest.json", run_dir / "stage2" / "adapter_model.safetensors"]))
+
+    steps.append(_evaluate_step(config, out, adapters, base_inputs))
+    steps.append(_compare_step(config, out))
+    return steps
+
+
+def _evaluate_step(config: dict, out: Path, adapters: dict[str, Path], base_inputs: list[Path]) -> Step:
+    from rps_evals.serving import DEFAULT_PORT, served_model, vllm_serve_args
+
+    evaluate = config["evaluate"]
+    base = config["base_model"]
+    sandbox = evaluate.get("sandbox", "docker")
+    generate = _generate_flags(config, evaluate)
+    commands: list[list[str]] = []
+    server = url = None
+    if evaluate.get("backend", "hf") == "vllm":
+        port = int(evaluate.get("port", DEFAULT_PORT))
+        server = vllm_serve_args(base, {n: str(p) for n, p in adapters.items()}, port=port,
+                                 **evaluate.get("serve", {}))
+        url = f"http://127.0.0.1:{port}/v1"
+        models = {"base": (served_model(base), {}), **{n: (served_model(n), {}) for n in adapters}}
+    else:  # CPU: Inspect's hf/ provider loads a directory, so each adapter is merged into a full model
+        models = {"base": (f"hf/{Path(base).name}", {"model_path": base})}
+        for name, adapter in adapters.items():
+            merged = out / "models" / name
+            commands.append(["rps-train", "merge", "--base", base, "--adapter", str(adapter), "--out", str(merged)])
+            models[name] = (f"hf/{name}", {"model_path": str(merged)})
+        for _, args in models.values():
+            args.update(evaluate.get("model_args", {}))
+    outputs, fresh = [], []
+    for item in evaluate["sets"]:
+        for name, (model, model_args) in models.items():
+            log_dir = out / "logs" / f"eval-{name}-{_set_name(item)}"
+            run_dir = out / "eval" / f"{name}-{_set_name(item)}"
+            fresh += [log_dir, run_dir]
+            commands.append(_inspect_eval(item, model, model_args, generate, log_dir, sandbox))
+            commands.append(["rps-evals", "report", f"{log_dir}/{LOG}", "--out", str(run_dir)])
+            outputs.append(run_dir / "results.json")
+    inputs = [p / "adapter_model.safetensors" for p in adapters.values()] + base_inputs
+    return Step("evaluate", commands, inputs=inputs, outputs=outputs, fresh=fresh, server=server, server_url=url)
+
+
+def _compare_step(config: dict, out: Path) -> Step:
+    commands, pieces, inputs = [], {}, []
+    for item in config["evaluate"]["sets"]:
+        name = _set_name(item)
+        for a, b in COMPARISONS:
+            target = out / "comparisons" / f"{a}-vs-{b}-{name}.json"
+            run_a, run_b = out / "eval" / f"{a}-{name}", out / "eval" / f"{b}-{name}"
+            commands.append(["rps-evals", "compare", str(run_a), str(run_b), "--out", str(target)])
+            pieces[(f"{a}_vs_{b}", name)] = target
+            inputs += [run_a / "results.json", run_b / "results.json"]
+
+    def combine() -> None:
+        combined: dict[str, Any] = {"format": FORMAT, "comparisons": {}}
+        for (pair, name), path in pieces.items():
+            combined["comparisons"].setdefault(pair, {})[name] = json.loads(path.read_text())
+        _write_json(out / "comparison.json", combined)
+
+    return Step("compare", commands, inputs=sorted(set(inputs)),
+                outputs=[out / "comparison.json", *pieces.values()], fresh=[out / "comparisons"], finish=combine,
+                note=f"then {out / 'comparison.json'} holds all of them")
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def _hash(path: Path) -> str | None:
+    """sha256 of a file, or of a folder's files (names and contents); None when it is missing."""
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        h.update(str(file.relative_to(path) if file != path else file.name).encode())
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def step_key(step: Step) -> str:
+    payload = {"commands": step.commands, "server": step.server,
+               "inputs": {str(p): _hash(p) for p in step.inputs}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _find_log(log_dir: Path) -> Path:
+    logs = sorted(log_dir.glob("*.eval")) + sorted(log_dir.glob("*.json"))
+    if len(logs) != 1:
+        raise StudyError(f"expected one Inspect log in {log_dir}, found {len(logs)}")
+    return logs[0]
+
+
+def _expand(argv: list[str]) -> list[str]:
+    return [str(_find_log(Path(a[: -len(LOG) - 1]))) if a.endswith("/" + LOG) else a for a in argv]
+
+
+def _environment() -> dict[str, str]:
+    """This Python's scripts first on PATH, so `rps-train`/`inspect` are the ones installed with it."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _start_server(step: Step, env: dict[str, str], log) -> subprocess.Popen:
+    log(f"$ {shlex.join(step.server)} &")
+    process = subprocess.Popen(step.server, env=env, start_new_session=True)
+    deadline = time.monotonic() + 3600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StudyError(f"the vLLM server exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"{step.server_url}/models", timeout=5):
+                return process
+        except OSError:
+            time.sleep(5)
+    _stop(process)
+    raise StudyError(f"the vLLM server did not answer at {step.server_url} within an hour")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def run_step(step: Step, env: dict[str, str], log) -> None:
+    for path in step.fresh:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    for path in step.outputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    server = _start_server(step, env, log) if step.server else None
+    if server:
+        env = {**env, "VLLM_BASE_URL": step.server_url, "VLLM_API_KEY": env.get("VLLM_API_KEY", "EMPTY")}
+    try:
+        for argv in step.commands:
+            argv = _expand(argv)
+            log(f"$ {shlex.join(argv)}")
+            done = subprocess.run(argv, env=env)
+            if done.returncode != 0:
+                raise StepFailed(step.name, argv, done.returncode)
+        if step.finish:
+            step.finish()
+    finally:
+        if server:
+            _stop(server)
+    missing = [str(p) for p in step.outputs if not p.exists()]
+    if missing:
+        raise StudyError(f"step {step.name} finished without writing {', '.join(missing)}")
+
+
+class StepFailed(RuntimeError):
+    def __init__(self, name: str, argv: list[str], code: int):
+        super().__init__(f"step {name}: `{shlex.join(argv)}` exited with code {code}; fix it and run the same "
+                         "study command again: finished steps are kept")
+        self.code = code
+
+
+def print_plan(steps: list[Step], out: Path, log=print) -> None:
+    log(f"# rps-train study: {len(steps)} steps into {out} (manifest {out / 'study.json'})")
+    for step in steps:
+        log(f"\n# step {step.name}" + (f": {step.note}" if step.note else ""))
+        if step.server:
+            log(shlex.join(step.server) + " &")
+            log(f"# wait until {step.server_url}/models answers, then with VLLM_BASE_URL={step.server_url}:")
+        for argv in step.commands:
+            log(" ".join(shlex.quote(a) if LOG not in a else shlex.quote(a).replace(LOG, "<log>.eval")
+                         for a in argv))
+        if step.server:
+            log("# stop the vLLM server")
+
+
+def run(config_path: str, out_dir: str, dry_run: bool = False, until: str | None = None, log=print) -> dict:
+    """Run (or print) the study; returns the manifest."""
+    out = Path(out_dir).resolve()
+    config = load_config(config_path, out)
+    steps = plan(config, out)
+    if until is not None and until not in [s.name for s in steps]:
+        raise StudyError(f"--until must be one of {', '.join(s.name for s in steps)}, got {until!r}")
+    if dry_run:
+        print_plan(steps, out, log)
+        return {}
+    manifest_path = out / "study.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest.get("format") not in (None, FORMAT):
+        raise StudyError(f"{manifest_path} is not a study manifest of this version")
+    manifest.update(format=FORMAT, config=config, config_file=str(Path(config_path).resolve()))
+    manifest.setdefault("steps", {})
+    env = _environment()
+    changed = False
+    for step in steps:
+        key = step_key(step)
+        done = manifest["steps"].get(step.name)
+        if not changed and done and done["key"] == key and all(
+                _hash(p) is not None and done["outputs"].get(str(p)) == _hash(p) for p in step.outputs):
+            log(f"== {step.name}: up to date, skipped")
+        else:
+            changed = True  # every later step depends on this one's outputs
+            log(f"== {step.name}")
+            manifest["steps"].pop(step.name, None)
+            _write_json(manifest_path, manifest)
+            started = time.monotonic()
+            run_step(step, env, log)
+            manifest["steps"][step.name] = {
+                "key": key, "commands": step.commands, "seconds": round(time.monotonic() - started, 1),
+                "outputs": {str(p): _hash(p) for p in step.outputs}}
+            _write_json(manifest_path, manifest)
+        if step.name == until:
+            log(f"stopped after {until} (--until)")
+            break
+    else:
+        _summary(out, log)
+    return manifest
+
+
+def _summary(out: Path, log) -> None:
+    data = json.loads((out / "data" / "manifest.json").read_text())
+    lengths = data["lengths"]
+    log(f"\nstudy finished: {out / 'comparison.json'}")
+    log(f"data: eval_overlap_tasks {data['eval_overlap_tasks']}; reasoning_chars p50 chosen "
+        f"{lengths['chosen']['reasoning_chars']['p50']} / rejected {lengths['rejected']['reasoning_chars']['p50']}")
+
+
+# --------------------------------------------------------------------------------------------
+# Adapter merge (CPU evaluation through Inspect's hf/ provider)
+
+
+def merge(base: str, adapter: str, out: str) -> Path:
+    """A full model directory: `base` with the LoRA `adapter` merged in, plus the base's tokenizer."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
+    target = Path(out)
+    model.merge_and_unload().save_pretrained(target)
+    AutoTokenizer.from_pretrained(base).save_pretrained(target)
+    return target
+
+
+def merge_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rps-train merge", description=merge.__doc__)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--adapter", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    if not (Path(args.adapter) / "adapter_config.json").exists():
+        print(f"error: {args.adapter!r} is not a PEFT adapter directory", file=sys.stderr)
+        return 2
+    print(merge(args.base, args.adapter, args.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rps-train study", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="study YAML (configs/study_tiny.yaml, study_qwen3_8b.yaml)")
+    parser.add_argument("--out", required=True, help="study directory (manifest study.json)")
+    parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")
+    parser.add_argument("--until", metavar="STEP", help=f"stop after this step ({', '.join(STEPS)})")
+    args = parser.parse_args(argv)
+    try:
+        run(args.config, args.out, dry_run=args.dry_run, until=args.until)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StepFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
