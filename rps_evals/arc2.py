@@ -19,6 +19,9 @@ def arc2(
     task_ids: str | list[str] | None = None,
     exec_timeout: float = DEFAULT_TIMEOUT,
     sandbox: str = "docker",
+    select: str = "first",
+    price_in: float | None = None,
+    price_out: float | None = None,
 ) -> Task:
     """ARC-AGI-2, every test input of a task in one prompt, `attempts` attempts per task.
 
@@ -30,5 +33,10 @@ def arc2(
         exec_timeout: seconds per `transform(grid)` call.
         sandbox: where programs run: `docker` (default; the project's image), `local` (UNSAFE:
             this machine, for your own programs) or another Inspect sandbox type (`type[:config]`).
+        select: which 2 of the attempts are submitted: `first` (attempts 1 and 2, the default),
+            `train_vote` or `train_verified_first` (docs/metrics.md).
+        price_in: price per million input tokens (with price_out: the cost `rps-evals report` records).
+        price_out: price per million output tokens.
     """
-    return arc_task("arc2", split, attempts, program_synthesis, task_ids, exec_timeout, sandbox)
+    return arc_task("arc2", split, attempts, program_synthesis, task_ids, exec_timeout, sandbox,
+                    select, price_in, price_out)

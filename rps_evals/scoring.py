@@ -411,7 +411,7 @@ def format_table(result: dict[str, Any]) -> str:
     lines.append(f"{'arc_prize_score':<{width}}{result['arc_prize_score']:.4f}")
     if f"arc_prize_score_{select}" in result:
         lines.append(f"{f'arc_prize_score_{select}':<{width}}{result[f'arc_prize_score_{select}']:.4f}")
-    lines += selection.format_k_samples(result)
+    lines += selection.format_k_samples(result, width)
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)

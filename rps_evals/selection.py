@@ -182,16 +182,22 @@ def mean_train_accuracy(records: Iterable[AttemptRecord]) -> float | None:
 
 
 def cost_summary(by_task: dict[str, list[AttemptRecord]], price_in: float | None = None,
-                 price_out: float | None = None) -> dict[str, Any]:
+                 price_out: float | None = None,
+                 task_tokens: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
     """Tokens per run and per task and, given prices per million input / output tokens, the cost.
 
-    An attempt whose front end reported no token counts adds nothing and is counted in
-    `attempts_without_token_counts` (so the figures are then lower bounds); missing attempts and
-    API errors generated nothing.
+    Tokens come from the records (input_tokens, output_tokens), or for a task in `task_tokens`
+    (input, output) from the front end's own totals for the task: a provider that returns K choices in
+    one request reports one usage for all of them, which no single attempt carries. An attempt whose
+    tokens nobody reported adds nothing and is counted in `attempts_without_token_counts` (the figures
+    are then lower bounds); missing attempts and API errors generated nothing.
     """
     per_task_tokens: dict[str, list[int]] = {}
     unknown = 0
     for task_id, records in by_task.items():
+        if task_tokens and task_id in task_tokens:
+            per_task_tokens[task_id] = list(task_tokens[task_id])
+            continue
         tokens = [0, 0]
         for r in records:
             if r.missing or r.completion is None and r.api_error is not None:
@@ -229,17 +235,17 @@ def check_prices(price_in: float | None, price_out: float | None) -> None:
             raise ValueError(f"the price per million {name} tokens must be a number >= 0, got {value!r}")
 
 
-def format_k_samples(result: dict[str, Any]) -> list[str]:
+def format_k_samples(result: dict[str, Any], width: int = 24) -> list[str]:
     """The table lines for the K-samples part of a results document."""
     lines = []
     curves = result.get("pass_at_k")
     if curves and result.get("attempts_per_task", 0) > SUBMITTED:
-        lines.append("pass@k (tasks)          " + "  ".join(f"@{k} {v:.3f}" for k, v in curves["task_solves"].items()))
-        lines.append("pass@k (test outputs)   " + "  ".join(f"@{k} {v:.3f}" for k, v in curves["test_output_exact"].items()))
+        for label, name in (("pass@k tasks", "task_solves"), ("pass@k test outputs", "test_output_exact")):
+            lines.append(f"{label:<{width}}" + "  ".join(f"@{k} {v:.3f}" for k, v in curves[name].items()))
     if result.get("mean_train_accuracy") is not None:
-        lines.append(f"mean_train_accuracy     {result['mean_train_accuracy']:.4f}")
+        lines.append(f"{'mean_train_accuracy':<{width}}{result['mean_train_accuracy']:.4f}")
     cost = result.get("cost")
     if cost and "total" in cost:
-        lines.append(f"cost                    {cost['total']:.4f} in all, {cost['per_task_mean']:.4f} per task "
+        lines.append(f"{'cost':<{width}}{cost['total']:.4f} in all, {cost['per_task_mean']:.4f} per task "
                      f"({cost['input_tokens']} input + {cost['output_tokens']} output tokens)")
     return lines

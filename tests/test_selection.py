@@ -310,8 +310,9 @@ def block(src):
     return f"Reasoning:\nsee code\n\nPython program:\n```python\n{src}```\n"
 
 
-def test_cli_train_vote_submits_a_correct_attempt_5_that_first_misses(tmp_path, capsys):
-    task = load_dataset("arc1:training").tasks["74dd1130"]  # a transpose
+def eight_attempts(tmp_path):
+    """Responses for 74dd1130 (a transpose): attempt 5 is the only right and train-verified program."""
+    task = load_dataset("arc1:training").tasks["74dd1130"]
     wrong_json = "Predicted test outputs:\n```json\n" + json.dumps([task.test_inputs[0]]) + "\n```\n"
     completions = {
         1: block("def transform(grid):\n    return grid\n"),                         # runs, wrong
@@ -327,6 +328,11 @@ def test_cli_train_vote_submits_a_correct_attempt_5_that_first_misses(tmp_path, 
     path.write_text("".join(json.dumps({"task_id": "74dd1130", "attempt": a, "completion": c, "stop_reason": "stop",
                                         "output_tokens": 100 * a, "input_tokens": 1000})
                             + "\n" for a, c in completions.items()))
+    return task, path
+
+
+def test_cli_train_vote_submits_a_correct_attempt_5_that_first_misses(tmp_path, capsys):
+    task, path = eight_attempts(tmp_path)
 
     def score(out, *extra):
         return main(["score", "--dataset", "arc1:training", "--responses", str(path), "--out", str(tmp_path / out),
@@ -347,6 +353,10 @@ def test_cli_train_vote_submits_a_correct_attempt_5_that_first_misses(tmp_path, 
     assert vote["selection"] == "train_vote" and vote["metrics"]["task_solves_train_vote"]["n"] == 1
     assert vote["metrics"]["oracle_task_solves"]["n"] == 1
     assert vote["pass_at_k"]["task_solves"]["8"] == 1.0 and vote["pass_at_k"]["task_solves"]["1"] == 1 / 8
+    # 8 x 1000 input tokens at 1 per million, 100 + 200 + ... + 800 = 3600 output tokens at 4 per million
+    assert vote["cost"]["total"] == pytest.approx((8000 * 1 + 3600 * 4) / 1e6)
+    assert vote["cost"]["per_task"] == {"74dd1130": pytest.approx(0.0224)}
+    assert "cost" in out and "0.0224 in all" in out
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -362,3 +372,48 @@ def test_cli_bad_selection_options_exit_2(tmp_path, capsys, extra, message):
               "--sandbox", "local", *extra])
     assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# -- Inspect and lm-eval options ---------------------------------------------------------------------------
+
+def test_lmeval_metadata_options():
+    from rps_evals.lmeval import ScoringContext
+
+    context = ScoringContext.from_metadata({"rps_select": "train_vote", "rps_price_in": "0.5", "rps_price_out": 2})
+    assert context.summary_options() == {"select": "train_vote", "price_in": 0.5, "price_out": 2.0}
+    assert ScoringContext.from_metadata(None).summary_options() == {"select": "first", "price_in": None,
+                                                                     "price_out": None}
+    with pytest.raises(ValueError, match="unknown selection policy 'vote'"):
+        ScoringContext.from_metadata({"rps_select": "vote"})
+    with pytest.raises(ValueError, match="give both prices"):
+        ScoringContext.from_metadata({"rps_price_out": 2})
+
+
+@pytest.mark.slow
+def test_inspect_select_and_prices_reach_the_results(tmp_path):
+    pytest.importorskip("inspect_ai")
+    from inspect_ai import eval as inspect_eval
+
+    from rps_evals.arc1 import arc1
+    from rps_evals.inspect_eval.task import TaskParameterError
+
+    with pytest.raises(TaskParameterError, match="unknown selection policy 'best'"):
+        arc1(split="training", task_ids="74dd1130", sandbox="local", select="best")
+    with pytest.raises(TaskParameterError, match="give both prices"):
+        arc1(split="training", task_ids="74dd1130", sandbox="local", price_in=1.0)
+    task, path = eight_attempts(tmp_path)
+    (log,) = inspect_eval(arc1(split="training", task_ids="74dd1130", attempts=8, sandbox="local", exec_timeout=3,
+                               select="train_vote", price_in=1.0, price_out=4.0),
+                          model="rps/replay", model_args={"responses": str(path)}, display="none",
+                          log_dir=str(tmp_path / "logs"))
+    metrics = {name: m.value for name, m in log.results.scores[0].metrics.items()}
+    assert metrics["task_solves"] == 0.0 and metrics["task_solves_train_vote"] == 1.0
+    assert main(["report", log.location, "--out", str(tmp_path / "run")]) == 0
+    reported = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert reported["selection"] == "train_vote" and reported["metrics"]["task_solves_train_vote"]["n"] == 1
+    assert reported["cost"]["price_in_per_million"] == 1.0 and "total" in reported["cost"]
+    sub = json.loads((tmp_path / "run" / "submission.json").read_text())["74dd1130"][0]
+    assert sub["attempt_1"] == task.test_outputs[0]
+    # `--select` on the command line overrides what the run used
+    assert main(["report", log.location, "--out", str(tmp_path / "first"), "--select", "first"]) == 0
+    assert json.loads((tmp_path / "first" / "results.json").read_text())["selection"] == "first"

@@ -48,6 +48,7 @@ from rps_evals.scoring import (
     score_attempt,
     task_counts,
 )
+from rps_evals.selection import DEFAULT_POLICY, check_policy, check_prices, selected_metric_names
 
 STORE_KEY = "rps_evals:attempts"
 USAGE_KEY = "rps_evals:usage"  # the sample's token totals over all its requests
@@ -77,6 +78,9 @@ def arc_task(
     task_ids: str | Sequence[str] | None = None,
     exec_timeout: float = DEFAULT_TIMEOUT,
     sandbox: str = "docker",
+    select: str = DEFAULT_POLICY,
+    price_in: float | None = None,
+    price_out: float | None = None,
 ) -> Task:
     """Build the Inspect task for one ARC version; every parameter is checked here, up front."""
     dataset_name = f"{version}:{split}"
@@ -91,6 +95,11 @@ def arc_task(
         raise TaskParameterError(f"program_synthesis must be one of {choices}, got {program_synthesis!r}") from None
     if isinstance(exec_timeout, bool) or not isinstance(exec_timeout, (int, float)) or exec_timeout <= 0:
         raise TaskParameterError(f"exec_timeout must be a positive number of seconds, got {exec_timeout!r}")
+    try:
+        check_policy(select)
+        check_prices(price_in, price_out)
+    except ValueError as exc:
+        raise TaskParameterError(f"select / price_in / price_out: {exc}") from None
     full = load_dataset(dataset_name)
     ids = _task_id_list(task_ids, full.tasks)
     model = _active_model()
@@ -119,7 +128,7 @@ def arc_task(
         dataset=MemoryDataset(samples, name=dataset_name),
         solver=arc_attempts(attempts=attempts),
         scorer=arc_scorer(dataset=dataset_name, attempts=attempts, exec_timeout=float(exec_timeout),
-                          sandbox=sandbox_kind, provenance=provenance),
+                          sandbox=sandbox_kind, provenance=provenance, select=select),
         sandbox=sandbox_spec,
         config=DEFAULT_CONFIG,
         # A generation that failed is a measurement (api_errors): the sample is still scored and the
@@ -129,7 +138,8 @@ def arc_task(
         fail_on_error=0.25,
         metadata={"rps_evals": {"dataset": dataset_name, "dataset_hash": dataset.file_hash,
                                 "attempts": attempts, "prompt_version": prompt_version(mode),
-                                "program_synthesis": mode.value, "provenance": provenance}},
+                                "program_synthesis": mode.value, "provenance": provenance,
+                                "select": select, "price_in": price_in, "price_out": price_out}},
         headline_metric=HeadlineMetric(metric="task_solves"),
         version=prompt_version(mode),
     )
@@ -345,6 +355,7 @@ def reliability():
     def compute(scores: list[SampleScore]) -> dict[str, float]:
         pooled = pool(_sample_counts(s.score) for s in scores)
         out = {name: float(pooled[name]["rate"]) if name in pooled else 0.0 for name in METRICS}
+        out.update({name: float(c["rate"]) for name, c in pooled.items() if name not in out})  # -T select=
         prize = [float(s.score.value["arc_prize_score"]) for s in scores]
         out["arc_prize_score"] = sum(prize) / len(prize) if prize else 0.0
         return out
@@ -354,22 +365,24 @@ def reliability():
 
 def _sample_counts(score: Score) -> dict[str, tuple[float, float]]:
     of = (score.metadata or {})["of"]
-    return {name: (float(score.value[name]), float(of[name])) for name in METRICS}
+    return {name: (float(score.value[name]), float(of[name])) for name in of}
 
 
 def log_counts(log) -> dict[str, dict[str, Any]]:
     """Every metric's {n, of, rate} of an Inspect log of these tasks (from its samples' scores)."""
     scores = [sample.scores[SCORER_NAME] for sample in log.samples or [] if SCORER_NAME in (sample.scores or {})]
     pooled = pool(_sample_counts(score) for score in scores)
+    names = [*METRICS, *(name for name in pooled if name not in METRICS)]
     return {name: {**pooled[name], "n": int(pooled[name]["n"]), "of": int(pooled[name]["of"])}
-            for name in METRICS if name in pooled}
+            for name in names if name in pooled}
 
 
 # -- scorer ----------------------------------------------------------------------------------------
 
 @scorer(metrics=[reliability()])
 def arc_scorer(dataset: str, attempts: int = 2, exec_timeout: float = DEFAULT_TIMEOUT,
-               sandbox: str = "docker", provenance: dict[str, Any] | None = None) -> Scorer:
+               sandbox: str = "docker", provenance: dict[str, Any] | None = None,
+               select: str = DEFAULT_POLICY) -> Scorer:
     """Score one ARC task's recorded attempts with the core; per-task metric counts as the value.
     `provenance` is not used here: as a scorer argument it is logged beside the metrics' results."""
     full = load_dataset(dataset)
@@ -391,17 +404,19 @@ def arc_scorer(dataset: str, attempts: int = 2, exec_timeout: float = DEFAULT_TI
             for a, (response, (_, json_predictions), execution)
             in enumerate(zip(responses, prepared, executions), 1)
         ]
-        result = task_score(records, attempts, task.test_outputs)
+        result = task_score(records, attempts, task.test_outputs, select)
         result.metadata["usage"] = state.store.get(USAGE_KEY)
         return result
 
     return score
 
 
-def task_score(records: list[AttemptRecord], k: int, expected: Sequence[Any] = ()) -> Score:
+def task_score(records: list[AttemptRecord], k: int, expected: Sequence[Any] = (),
+               select: str = DEFAULT_POLICY) -> Score:
     """One task's Score: each metric's n (the core's per-task counts) as the value, its of in
     metadata, the records alongside, and an explanation `inspect view` renders as markdown."""
-    counts = {name: c for name, c in task_counts(records, k).items() if name in METRICS}
+    reported = set(METRICS) | set(selected_metric_names(select) if select != DEFAULT_POLICY else ())
+    counts = {name: c for name, c in task_counts(records, k, select).items() if name in reported}
     value: dict[str, Any] = {name: n for name, (n, _) in counts.items()}
     value["arc_prize_score"] = arc_prize_score(records, k)
     answer = json.dumps([r.predictions for r in records[:2]], separators=(",", ":"))

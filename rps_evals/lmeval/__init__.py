@@ -19,8 +19,10 @@ What lm-eval cannot tell us, and what we do about it (see docs/lm-eval.md):
 
 Knobs, through lm-eval's `--metadata` JSON (model args land there too): `rps_sandbox` (docker, the
 default, or local; the RPS_SANDBOX environment variable also works), `rps_exec_timeout` (seconds per
-transform call), `rps_tokenizer`, `rps_api_backend` (true/false, to override the guess above) and
-`program_synthesis` (allowed, required, off).
+transform call), `rps_tokenizer`, `rps_api_backend` (true/false, to override the guess above),
+`program_synthesis` (allowed, required, off), `rps_select` (which 2 of the `repeats` attempts to submit:
+first, train_vote, train_verified_first; docs/metrics.md) and `rps_price_in` / `rps_price_out` (prices
+per million input / output tokens, for the cost `rps-evals report` records).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any, Iterable, Sequence
 from rps_evals.data import Task, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, Executor, shared_executor
 from rps_evals.versions import require_supported
+from rps_evals.selection import DEFAULT_POLICY, check_policy, check_prices
 from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
 from rps_evals.scoring import (
     AttemptRecord,
@@ -107,9 +110,9 @@ def count_records(items: Iterable[list]) -> int:
     return sum(len(i) for i in items)
 
 
-def doc_metrics(task: Task, records: list[AttemptRecord], k: int) -> dict[str, Any]:
+def doc_metrics(task: Task, records: list[AttemptRecord], k: int, select: str = DEFAULT_POLICY) -> dict[str, Any]:
     """One doc's contribution to every metric, from the core's unit indicators."""
-    out: dict[str, Any] = dict(task_counts(records, k))
+    out: dict[str, Any] = dict(task_counts(records, k, select))
     out["arc_prize_score"] = arc_prize_score(records, k)
     out[UNKNOWN_STOP_KEY] = (unknown_stop_reasons(records), len(records))
     out[RECORDS_KEY] = [_record_without_completion(r) for r in records]
@@ -139,6 +142,14 @@ def _flag(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
 
 
+def _prices(price_in: Any, price_out: Any) -> dict[str, float | None]:
+    """rps_price_in / rps_price_out as numbers (both or neither); a bad value fails at task load."""
+    prices = {"price_in": None if price_in is None else float(price_in),
+              "price_out": None if price_out is None else float(price_out)}
+    check_prices(prices["price_in"], prices["price_out"])
+    return prices
+
+
 @dataclass(frozen=True)
 class ScoringContext:
     """What scoring needs to know about the run beyond the text: sandbox, tokenizer, backend kind."""
@@ -149,6 +160,9 @@ class ScoringContext:
     api_backend: bool = False
     default_max_gen_toks: int = LMEVAL_DEFAULT_MAX_GEN_TOKS
     hidden_reasoning: bool = False  # think_end_token: lm-eval returns only the text after reasoning
+    select: str = DEFAULT_POLICY  # which 2 attempts are submitted (rps_evals.selection)
+    price_in: float | None = None  # per million input tokens
+    price_out: float | None = None  # per million output tokens
 
     @classmethod
     def from_metadata(cls, metadata: dict | None) -> ScoringContext:
@@ -167,7 +181,13 @@ class ScoringContext:
             api_backend=api_backend,
             default_max_gen_toks=int(md.get("max_gen_toks", LMEVAL_DEFAULT_MAX_GEN_TOKS)),
             hidden_reasoning=bool(md.get("think_end_token")),
+            select=check_policy(md.get("rps_select") or DEFAULT_POLICY),
+            **_prices(md.get("rps_price_in"), md.get("rps_price_out")),
         )
+
+    def summary_options(self) -> dict[str, Any]:
+        """What `summarize` needs to know of the selection and prices."""
+        return {"select": self.select, "price_in": self.price_in, "price_out": self.price_out}
 
     def executor(self) -> Executor:
         return shared_executor(self.sandbox, self.timeout)
@@ -310,7 +330,7 @@ def _lmeval_classes() -> dict[str, type]:
             if records is None:  # not seen by apply_filters (another caller): score it now
                 items = [(doc["task_id"], texts, dict(self.config.generation_kwargs or {}))]
                 records = score_docs(doc["dataset"], items, self._context, k)[doc["task_id"]]
-            return doc_metrics(_task(doc), records, k)
+            return doc_metrics(_task(doc), records, k, self._context.select)
 
     return {"KeepAllAttempts": KeepAllAttempts, "ArcProgTask": ArcProgTask}
 
