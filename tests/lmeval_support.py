@@ -117,7 +117,8 @@ def recorded_rows(tasks: list) -> list[dict]:
 
 
 def write_responses(path: Path, rows: list[dict], tokenizer) -> int:
-    """Write the rows with the stop reasons lm-eval's front end will derive; return max_gen_toks.
+    """Write the rows with the stop reasons and output token counts lm-eval's front end will
+    derive with the tokenizer; return max_gen_toks.
 
     The limit is the truncated answer's token count, so exactly that attempt hit it."""
     counts = {(r["task_id"], r["attempt"]): len(tokenizer.encode(r["completion"], add_special_tokens=False))
@@ -128,5 +129,5 @@ def write_responses(path: Path, rows: list[dict], tokenizer) -> int:
         for r in rows:
             n = counts.get((r["task_id"], r["attempt"]))
             stop = None if n is None else ("max_tokens" if n >= limit else "stop")
-            f.write(json.dumps({**r, "stop_reason": stop}) + "\n")
+            f.write(json.dumps({**r, "stop_reason": stop, "output_tokens": n}) + "\n")
     return limit

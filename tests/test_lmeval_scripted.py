@@ -17,13 +17,15 @@ from lmeval_support import (
     write_responses,
 )
 
+from inspect_support import scores_of
 from rps_evals.cli import main as rps_main
+from rps_evals.prompt import prompt_hash
 from rps_evals.data import load_dataset
 from rps_evals.lmeval import API_ERROR_TEXT, RECORDS_KEY
 from rps_evals.reports.readers import read_lmeval_output
 from rps_evals.scoring import METRICS, AttemptRecord, metric_units
 
-TASK, DATASET, N_DOCS, TIMEOUT = "arc1_prog_training", "arc1:training", 7, 1.0
+TASK, DATASET, N_DOCS, TIMEOUT = "arc1_prog_training", "arc1:training", 7, 4.0
 FILTER = "all_attempts"
 
 
@@ -135,7 +137,14 @@ def test_report_on_lmeval_output_writes_the_same_run(recorded, lmeval_run, tmp_p
     target = {"folder": out, "results": results_file, "samples": next(out.rglob(f"samples_{TASK}_*.jsonl"))}[which]
     assert rps_main(["report", str(target), "--out", str(tmp_path / "run")]) == 0
     got, want = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "run", recorded["core"]))
-    assert got == want
+    assert scores_of(got) == scores_of(want)
+    assert got["usage"]["output_tokens_per_attempt"] == want["usage"]["output_tokens_per_attempt"] is not None
+    block = got["provenance"]  # from the task config lm-eval wrote beside its results
+    assert (block["dataset"], block["k"], block["exec_timeout"], block["program_synthesis"]) == \
+        (DATASET, 2, TIMEOUT, "allowed")
+    assert block["prompt_hash"] == prompt_hash("allowed") and block["sandbox"] == want["provenance"]["sandbox"]
+    assert block["generation"]["max_tokens"] == recorded["limit"]
+    assert got["usage"]["wall_time_s"] is not None
     assert _records(tmp_path / "run" / "attempts.jsonl") == _records(recorded["core"] / "attempts.jsonl")
     assert (tmp_path / "run" / "submission.json").read_text() == (recorded["core"] / "submission.json").read_text()
 
@@ -148,7 +157,7 @@ def test_predict_only_output_is_scored_by_report(recorded, tmp_path):
     dataset, records, k, options = read_lmeval_output(tmp_path / "out")
     assert (dataset.name, len(dataset.tasks), k) == (DATASET, N_DOCS, 2)
     assert rps_main(["report", str(tmp_path / "out"), "--out", str(tmp_path / "run")]) == 0
-    assert json.loads((tmp_path / "run" / "results.json").read_text()) == _core(recorded)
+    assert scores_of(json.loads((tmp_path / "run" / "results.json").read_text())) == scores_of(_core(recorded))
 
 
 @pytest.mark.docker

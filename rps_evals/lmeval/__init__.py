@@ -58,6 +58,7 @@ TASK_DATASETS = {
     "arc1_prog_training": "arc1:training",
     "arc2_prog_training": "arc2:training",
 }
+PROVENANCE_KEY = "rps_provenance"  # in the task's metadata: the run's provenance block (rps_evals.provenance)
 RECORDS_KEY = "attempt_records"  # per-doc value: the doc's attempt records, so `report` re-runs nothing
 UNKNOWN_STOP_KEY = "stop_reason_unknown"
 API_ERROR_TEXT = ("no completion: the API backend returned no usable content "
@@ -219,11 +220,11 @@ class ScoringContext:
             if self.api_backend and text == placeholder:
                 out.append(Response(task_id, attempt, None, None, API_ERROR_TEXT))
                 continue
-            stop = None
+            stop = used = None
             if tokenizer is not None:
                 used = len(tokenizer.encode(text, add_special_tokens=False))
                 stop = "max_tokens" if used >= limit else "stop"
-            out.append(Response(task_id, attempt, text, stop, None))
+            out.append(Response(task_id, attempt, text, stop, None, output_tokens=used))
         return out
 
 
@@ -295,6 +296,8 @@ def _lmeval_classes() -> dict[str, type]:
 
         def apply_filters(self):
             super().apply_filters()
+            if self._instances:  # lm-eval writes the task's config (metadata included) with its results
+                self.config.metadata = {**(self.config.metadata or {}), PROVENANCE_KEY: self._provenance()}
             if self._bypass() or not self._instances:
                 return
             k = int(self.config.repeats)
@@ -320,6 +323,24 @@ def _lmeval_classes() -> dict[str, type]:
             if why:
                 log.warning("%s: token_limit_hits cannot be determined: %s. Those attempts are counted in "
                             "%s and not as token-limit hits.", self.config.task, why, UNKNOWN_STOP_KEY)
+
+        def _provenance(self) -> dict[str, Any]:
+            from rps_evals.provenance import build_provenance, generation_settings, sandbox_info
+
+            md = self.config.metadata or {}
+            args = self._instances[0].args
+            gen = dict(args[1]) if len(args) > 1 and isinstance(args[1], dict) else dict(self.config.generation_kwargs or {})
+            model = md.get("pretrained") or md.get("model")
+            if model and md.get("lora_local_path"):
+                model = f"{model} + LoRA {md['lora_local_path']}"
+            generation = generation_settings(temperature=gen.get("temperature"), top_p=gen.get("top_p"),
+                                             top_k=gen.get("top_k"), max_tokens=self._context.max_new_tokens(gen),
+                                             seed=gen.get("seed"))
+            executor = self._context.executor()
+            return build_provenance(load_dataset(md["arc_dataset"]), int(self.config.repeats),
+                                    md.get("program_synthesis", "allowed"), self._context.timeout,
+                                    sandbox_info(self._context.sandbox, getattr(executor, "image", None)),
+                                    model, generation)
 
         def process_results(self, doc, results):
             if self._bypass():

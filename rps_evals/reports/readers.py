@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rps_evals.data import Dataset, DatasetError, load_dataset
-from rps_evals.lmeval import RECORDS_KEY, ScoringContext, _completions, score_docs
+from rps_evals.lmeval import PROVENANCE_KEY, RECORDS_KEY, ScoringContext, _completions, score_docs
 from rps_evals.prompt import PROMPT_VERSION
 from rps_evals.records import InputError
 from rps_evals.scoring import AttemptRecord
@@ -300,7 +300,13 @@ def read_lmeval_output(path: str | Path) -> tuple[Dataset, list[AttemptRecord], 
         seen.add(key)
     prompt_version = samples[0]["doc"].get("prompt_version", PROMPT_VERSION)
     selection = ScoringContext.from_metadata(config.get("metadata")).summary_options()  # rps_select, prices
-    return dataset, records, k, {"prompt_version": prompt_version, **selection}
+    options: dict[str, Any] = {"prompt_version": prompt_version, **selection}
+    provenance = (config.get("metadata") or {}).get(PROVENANCE_KEY)
+    if provenance:  # outputs written before provenance existed have none
+        seconds = results.get("total_evaluation_time_seconds")
+        options["provenance"] = provenance
+        options["usage"] = {"wall_time_s": float(seconds) if seconds is not None else None}
+    return dataset, records, k, options
 
 
 # (what it reads, detect(path), read(path)): the first row whose detect is true reads the output.
