@@ -14,7 +14,7 @@ from docker_support import require_image
 from rps_evals.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.docker
+DEMO_TASKS = ["3c9b0459", "25ff71a9", "67a3c6ac", "74dd1130", "a416b8f3", "dae9d2b5", "6150a2bd", "ed36ccf7"]
 
 
 def _demo_section() -> str:
@@ -22,6 +22,19 @@ def _demo_section() -> str:
     return readme.split("## Run the demo", 1)[1].split("\n## ", 1)[0]
 
 
+def test_only_the_bundled_demo_selects_its_tasks(tmp_path):
+    pytest.importorskip("inspect_ai")
+    from rps_evals.inspect_eval.replay import ReplayAPI, demo_responses_path
+
+    demo = ReplayAPI("replay")
+    assert demo.default_task_ids("arc1:training") == DEMO_TASKS  # in the file's order
+    assert demo.default_task_ids("arc1:evaluation") is None
+    other = tmp_path / "answers.jsonl"
+    other.write_text(demo_responses_path().read_text(encoding="utf-8"), encoding="utf-8")
+    assert ReplayAPI("replay", responses=str(other)).default_task_ids("arc1:training") is None
+
+
+@pytest.mark.docker
 def test_readme_demo_prints_what_the_readme_shows(tmp_path):
     require_image()
     section = _demo_section()
