@@ -11,15 +11,16 @@ from rps_evals.cli import main as rps_main
 from rps_evals.scoring import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = ROOT / "tests" / "baselines" / "demo"
 # The tasks of rps_evals/data/demo_arc1_training.jsonl (arc1:training), in its order.
 DEMO_IDS = ["3c9b0459", "25ff71a9", "67a3c6ac", "74dd1130", "a416b8f3", "dae9d2b5", "6150a2bd", "ed36ccf7"]
 
 
-def core_score(responses: Path, out: Path, task_ids=DEMO_IDS, dataset="arc1:training", k=2) -> dict:
+def core_score(responses: Path, out: Path, task_ids=DEMO_IDS, dataset="arc1:training", k=2,
+               timeout: float | None = None) -> dict:
     """`rps-evals score --sandbox local` on a responses file; its results.json."""
     code = rps_main(["score", "--dataset", dataset, "--responses", str(responses), "--out", str(out),
-                     "--sandbox", "local", "--attempts", str(k), "--task-ids", *task_ids])
+                     "--sandbox", "local", "--attempts", str(k), "--task-ids", *task_ids]
+                    + (["--timeout", str(timeout)] if timeout else []))
     assert code == 0
     return json.loads((out / "results.json").read_text())
 

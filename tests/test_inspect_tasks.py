@@ -25,8 +25,7 @@ from rps_evals.arc2 import arc2  # noqa: E402
 from rps_evals.cli import main as rps_main  # noqa: E402
 from rps_evals.inspect_eval.task import SCORER_NAME, TaskParameterError  # noqa: E402
 from rps_evals.inspect_eval.replay import ReplayAPI, ReplayedAPIError, ReplayMissing, current_attempt, demo_responses_path  # noqa: E402
-from rps_evals.scoring import METRICS  # noqa: E402
-from inspect_support import BASELINE, DEMO_IDS, ROOT, assert_same_numbers, core_score, inspect_metrics, report, scores_of  # noqa: E402
+from inspect_support import DEMO_IDS, ROOT, assert_same_numbers, core_score, inspect_metrics, report, scores_of  # noqa: E402
 
 
 
@@ -84,21 +83,6 @@ def test_cli_eval_equals_core_score(demo_core, tmp_path):
     assert_same_numbers(inspect_metrics(read_eval_log(str(log_file))), core)
 
 
-@pytest.mark.slow
-def test_committed_baseline_is_reproduced_and_gated(demo_log, tmp_path):
-    """CI's regression check: re-score the frozen demo responses through Inspect and gate them
-    against tests/baselines/demo; any change to parsing or scoring that moves a number fails."""
-    reported = report(demo_log.location, tmp_path / "run")
-    baseline = json.loads((BASELINE / "results.json").read_text())
-    assert reported["metrics"] == baseline["metrics"]
-    assert reported["arc_prize_score"] == pytest.approx(baseline["arc_prize_score"])
-    assert reported["dataset_hash"] == baseline["dataset_hash"]
-    gate = ["gate", str(tmp_path / "run"), "--baseline", str(BASELINE)]
-    for name in METRICS:
-        gate += ["--max-drop", f"{name}=0"]
-    assert rps_main(gate) == 0
-
-
 def test_bad_parameters_fail_before_generation():
     cases = [
         (dict(split="test"), "split must be 'training' or 'evaluation'"),
@@ -109,6 +93,7 @@ def test_bad_parameters_fail_before_generation():
         (dict(exec_timeout=0), "exec_timeout must be a positive number"),
         (dict(sandbox=""), "sandbox must be docker, local or an Inspect sandbox type"),
         (dict(sandbox="local:x"), "sandbox=local takes no configuration"),
+        (dict(sandbox="docker:compose.yaml"), "sandbox=docker takes no configuration"),
     ]
     for args, message in cases:
         with pytest.raises(TaskParameterError, match=message.replace("(", r"\(")):
