@@ -132,7 +132,9 @@ def shared_executor(sandbox: str | None, timeout: float = DEFAULT_TIMEOUT) -> Ex
 
 
 @atexit.register
-def _close_shared_executors() -> None:
+def close_shared_executors() -> None:
+    """Close every shared executor (at exit, and at the end of an Inspect run); the next
+    shared_executor call starts a fresh one."""
     with _SHARED_LOCK:
         executors = list(_SHARED.values())
         _SHARED.clear()

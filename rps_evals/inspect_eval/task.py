@@ -217,6 +217,8 @@ def _sandbox_spec(sandbox: str, exec_timeout: float) -> tuple[str, Any]:
             hint = " (for Inspect's docker sandbox on your compose file: inspect-docker:PATH)" if kind == "docker" else ""
             raise TaskParameterError(f"sandbox={kind} takes no configuration{hint}")
         try:  # fail here, before any generation: no engine, no image, no Docker SDK
+            if kind == "docker":
+                check_image()
             shared_executor(kind, exec_timeout)
         except SandboxUnavailable as exc:
             raise TaskParameterError(f"sandbox={kind}: {exc}") from None
