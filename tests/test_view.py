@@ -8,7 +8,6 @@ in headless Chromium (Debian's `chromium`, installed by .ci/run) through Playwri
 from __future__ import annotations
 
 import io
-import json
 import struct
 import sys
 from pathlib import Path

@@ -46,7 +46,7 @@ def draw_task_png(task_id: str, out: str | Path, run: ShownRun | None = None, da
 
     palette = ListedColormap(list(ARC_COLORS))
     width, height = image_size(task, k)
-    columns, rows = width // PANEL_PX, (height - TITLE_PX) // PANEL_PX
+    columns = width // PANEL_PX
     fig = plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
     fig.text(0.5, 1 - (TITLE_PX / 2) / height, f"{task_id} ({dataset.name})" + (f", run {run.label}" if run else ""),
              ha="center", va="center", fontsize=12)
