@@ -23,7 +23,7 @@ _FENCE_LINE = re.compile(r"^[ \t]*`{3,}([^\n]*)$", re.MULTILINE)
 # An info string is a language name (python, py, python3, json, c++, ...): one word, no spaces or
 # colons. Anything else after the backticks (```Final answer:) is prose glued to a closing fence.
 _LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9_+#.-]*")
-_PROGRAM_LANGS = {"", "python", "py", "python3"}
+_PROGRAM_LANG = re.compile(r"(?:python|py)[0-9.]*|")  # python, py, python3, python3.11, unlabelled
 _PREDICTIONS_LABEL = "Predicted test outputs:"
 
 
@@ -117,7 +117,7 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
                 open_lang, body_start = info.lower(), fence.end() + 1
             continue
         if opens_language:
-            if info.lower() in _PROGRAM_LANGS:
+            if _PROGRAM_LANG.fullmatch(info.lower()):
                 split_off = []
             else:
                 split_off.append((open_lang, text[body_start:fence.start()]))
@@ -133,7 +133,7 @@ def extract_program(text: str) -> str | None:
     """The last closed python/py/unlabelled fenced block that defines `def transform(`."""
     found = None
     for lang, body in fenced_blocks(text):
-        if lang in _PROGRAM_LANGS and "def transform(" in body:
+        if _PROGRAM_LANG.fullmatch(lang) and "def transform(" in body:
             found = body
     return found
 

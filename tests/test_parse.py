@@ -128,6 +128,8 @@ def test_unclosed_program_followed_by_another_python_block_is_dropped():
 def test_language_names_in_info_strings():
     assert extract_program(f"```Python\n{PROGRAM_A}```") == PROGRAM_A
     assert extract_program(f"```python3\n{PROGRAM_A}```") == PROGRAM_A
+    assert extract_program(f"```python3.11\n{PROGRAM_A}```") == PROGRAM_A
+    assert extract_program(f"```pyth\n{PROGRAM_A}```") is None
     assert extract_program(f"  ``` py \n{PROGRAM_A}  ```\n") == PROGRAM_A
     assert extract_program(f"````python\n{PROGRAM_A}````") == PROGRAM_A
 
