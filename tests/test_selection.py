@@ -417,3 +417,21 @@ def test_inspect_select_and_prices_reach_the_results(tmp_path):
     # `--select` on the command line overrides what the run used
     assert main(["report", log.location, "--out", str(tmp_path / "first"), "--select", "first"]) == 0
     assert json.loads((tmp_path / "first" / "results.json").read_text())["selection"] == "first"
+
+
+def test_html_report_shows_pass_at_k_and_what_was_submitted_and_why():
+    pytest.importorskip("matplotlib")
+    from rps_evals.reports.view import ShownRun, render_report
+
+    records = vote_wins_records()
+    results = summarize(DATASET, records, 8, select="train_vote")
+    page = render_report([ShownRun("vote", results, records, DATASET)])
+    assert "<h2>pass@k</h2>" in page and "alt='pass@k curves'" in page
+    # tasks: 1/8, 1/4, 1/2, 1 (one right attempt of 8)
+    assert "<tr><td>A tasks</td><td>0.125</td><td>0.250</td><td>0.500</td><td>1.000</td></tr>" in page
+    assert ("submitted by <b>train_vote</b>: test 1: ✓ attempt 5 (1 train-verified general program(s), "
+            "1 program(s), best train accuracy 1.00, first at attempt 5); ✗ attempts 1, 2, 3, 4") in page
+    # k = 2 and the default policy: nothing more to say
+    two = summarize(DATASET, records[:2], 2)
+    page = render_report([ShownRun("two", two, records[:2], DATASET)])
+    assert "pass@k" not in page and "submitted by" not in page

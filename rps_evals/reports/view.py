@@ -238,6 +238,7 @@ def render_report(runs: Sequence[ShownRun]) -> str:
         _header(runs, letters),
         _metrics_section(runs, letters, comparison),
         _pass_at_k_section(runs, letters),
+        _pass_at_k_section(runs, letters),
         _filters_and_index(runs, tags, dataset),
         "<main id='tasks'>",
     ]
@@ -475,6 +476,56 @@ def _selection_line(run: ShownRun, records: Sequence[AttemptRecord]) -> str:
     return f"<p class='note selection'>submitted by <b>{_e(policy)}</b>: " + "<br>".join(parts) + "</p>"
 
 
+def _pass_at_k_section(runs: Sequence[ShownRun], letters: str) -> str:
+    """pass@k of whole tasks and of test outputs for k = 1, 2, 4, ... K (A and B on one plot), when a
+    run sampled more than the 2 attempts ARC Prize scores."""
+    curves = [(letter, run.results.get("pass_at_k")) for letter, run in zip(letters, runs)]
+    if all(run.k <= 2 for run in runs) or not all(curve for _, curve in curves):
+        return ""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=100)
+    rows = []
+    for (letter, curve), color in zip(curves, ("#1f77b4", "#ff7f0e")):
+        ks = [int(k) for k in curve["task_solves"]]
+        ax.plot(ks, list(curve["task_solves"].values()), marker="o", color=color, label=f"{letter}: tasks solved")
+        ax.plot(ks, list(curve["test_output_exact"].values()), marker=".", ls="--", color=color,
+                label=f"{letter}: test outputs matched")
+        rows += [f"<tr><td>{letter} {what}</td>" + "".join(f"<td>{v:.3f}</td>" for v in curve[name].values()) + "</tr>"
+                 for what, name in (("tasks", "task_solves"), ("test outputs", "test_output_exact"))]
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("k (attempts drawn from the run's K)")
+    ax.set_ylabel("pass@k")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    head = "<tr><th>pass@k</th>" + "".join(f"<th>k = {k}</th>" for k in ks) + "</tr>"
+    return ("<h2>pass@k</h2><p class='note'>The chance that k attempts drawn from the run's K solve a task "
+            "(or match a test output): Chen et al.'s unbiased estimator, docs/metrics.md.</p>"
+            f"<table>{head}{''.join(rows)}</table><img class='plot' alt='pass@k curves' "
+            f"src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}'>")
+
+
+def _selection_line(run: ShownRun, records: Sequence[AttemptRecord]) -> str:
+    """Which attempts' predictions the run's selection policy submits for each test input, and why."""
+    from rps_evals.selection import DEFAULT_POLICY, select
+
+    policy = run.results.get("selection", DEFAULT_POLICY)
+    if not records or (policy == DEFAULT_POLICY and run.k <= 2):
+        return ""
+    parts = []
+    for j, choices in enumerate(select(records, policy), 1):
+        picked = "; ".join(
+            f"{'✓' if c.correct else '✗'} attempt{'s' if len(c.attempts) > 1 else ''} "
+            f"{', '.join(map(str, c.attempts))} ({_e(c.reason)})" for c in choices)
+        parts.append(f"test {j}: {picked or 'nothing to submit'}")
+    return f"<p class='note selection'>submitted by <b>{_e(policy)}</b>: " + "<br>".join(parts) + "</p>"
+
+
 def _figure(grid: Any, caption: str, expected: Grid | None = None) -> str:
     drawn = grid_svg(grid, expected) if _is_grid(grid) else '<span class="none">none</span>'
     return f"<figure>{drawn}<figcaption>{caption}</figcaption></figure>"
@@ -495,6 +546,7 @@ def _task_section(task: Task, runs: Sequence[ShownRun], letters: str, attempts: 
            f'<div class="runs" style="--runs:{len(runs)}">']
     for letter, run, run_attempts in zip(letters, runs, attempts):
         out.append(f'<div class="run {letter}"><h3>{letter}: {_e(run.label)}</h3>')
+        out.append(_selection_line(run, run_attempts))
         out.append(_selection_line(run, run_attempts))
         out.append('<div class="attempts">')
         out += [_attempt_block(task, r) for r in sorted(run_attempts, key=lambda r: r.attempt)]
