@@ -46,8 +46,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     with get_executor(args.sandbox, timeout=args.timeout) as executor, \
             _progress(len(dataset.tasks) * args.attempts, "running programs") as advance:
         records = score_attempts(dataset, responses, executor, args.attempts, progress=advance)
-        # a responses file does not say which prompt made it: program_synthesis is unknown (null)
-        provenance = build_provenance(dataset, args.attempts, None, args.timeout,
+        # a responses file does not say which prompt made it: unknown (null) unless --program-synthesis
+        provenance = build_provenance(dataset, args.attempts, args.program_synthesis, args.timeout,
                                       sandbox_info(args.sandbox, getattr(executor, "image", None)))
     result = write_run(args.out, dataset, records, args.attempts, provenance=provenance,
                        usage={"wall_time_s": time.monotonic() - started}, **_selection_options(args))
@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where programs run: docker (default) or local (UNSAFE, your own code only)")
     score.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per transform call")
     score.add_argument("--task-ids", nargs="+", default=None, help="score only these tasks")
+    score.add_argument("--program-synthesis", choices=("allowed", "required", "off"), default=None,
+                       help="the prompt mode the responses were generated with, recorded in the provenance "
+                            "with its prompt hash (default: unknown, which compare --strict refuses)")
     _add_selection_arguments(score, "default first")
     score.set_defaults(func=cmd_score)
 

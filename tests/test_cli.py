@@ -215,3 +215,25 @@ def test_hardcoded_programs_are_flagged_in_the_run(tmp_path, capsys):
         ("3c9b0459", 1, "literal_output"), ("3c9b0459", 2, None),
         ("6150a2bd", 1, "constant_output"), ("6150a2bd", 2, None)]
     assert records[0]["correct"] == [True]  # a hard-coded answer still counts for exactness
+
+
+def test_runs_scored_the_same_way_compare_cleanly_and_a_timeout_change_warns(tmp_path, capsys):
+    """The issue's case: the same answers scored with two timeouts used to compare without a word."""
+    from rps_evals.prompt import prompt_hash
+
+    path = tmp_path / "responses.jsonl"
+    path.write_text(json.dumps({"task_id": "74dd1130", "attempt": 1, "stop_reason": "stop",
+                                "completion": block("def transform(grid):\n    return [list(r) for r in zip(*grid)]\n")}) + "\n")
+    common = ["--task-ids", "74dd1130", "--program-synthesis", "allowed"]
+    assert score(tmp_path, *common, responses=path, out="a") == 0
+    assert score(tmp_path, *common, responses=path, out="b") == 0
+    assert score(tmp_path, *common, "--timeout", "3", responses=path, out="c") == 0
+    provenance = json.loads((tmp_path / "a" / "results.json").read_text())["provenance"]
+    assert (provenance["program_synthesis"], provenance["prompt_hash"]) == ("allowed", prompt_hash("allowed"))
+    assert provenance["exec_timeout"] == 1.0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--strict"]) == 0
+    assert "WARNING" not in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "c")]) == 0
+    assert "WARNING: the runs differ in exec_timeout: A 1.0, B 3.0" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "c"), "--strict"]) == 2
