@@ -94,3 +94,104 @@ def test_cli_prints_both_ways(capsys):
     assert "--model openai-api/vllm/rps" in out and "--model openai-api/vllm/eps" in out
     assert main(["--print-eval", "--model", "openai-api/vllm/rps"]) == 0
     assert capsys.readouterr().out.rstrip().endswith('"$@"')
+
+
+# ---- reasoning kept: a fake OpenAI-compatible server on 127.0.0.1 --------------------------------
+
+class _FakeServer:
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers every request with
+    `n` choices built by `reply(index)` (a message dict) and records the requests it got."""
+
+    def __init__(self, reply, finish_reason: str = "stop"):
+        import http.server
+        import threading
+
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - the http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                choices = [{"index": i, "message": {"role": "assistant", **reply(i)},
+                            "finish_reason": finish_reason} for i in range(body.get("n") or 1)]
+                data = json.dumps({"id": "fake", "object": "chat.completion", "created": 0, "model": body["model"],
+                                   "choices": choices,
+                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data.encode())
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+PROGRAM = "Python program:\n```python\ndef transform(grid):\n    return grid\n```"
+
+
+def _run_through(server: _FakeServer, tmp_path, monkeypatch):
+    """rps_evals/arc1 on one task, 2 attempts, through Inspect's openai-api provider at `server`."""
+    from inspect_ai import eval as inspect_eval
+
+    from rps_evals.arc1 import arc1
+    from rps_evals.inspect_eval.task import SCORER_NAME
+
+    monkeypatch.setenv("FAKE_BASE_URL", server.url)
+    monkeypatch.setenv("FAKE_API_KEY", "EMPTY")
+    (log,) = inspect_eval(arc1(split="training", task_ids=["6150a2bd"], sandbox="local"),
+                          model=f"openai-api/fake/small-{server.httpd.server_address[1]}",  # Inspect caches models by name
+                          model_base_url=server.url, log_dir=str(tmp_path / "logs"), display="none")
+    assert log.status == "success", (log.error, [s.error for s in log.samples or []])
+    (sample,) = log.samples
+    return sample.store["rps_evals:attempts"], sample.scores[SCORER_NAME].metadata["attempts"], log
+
+
+def test_reasoning_content_is_kept(tmp_path, monkeypatch):
+    """vLLM with --reasoning-parser returns the thinking as `reasoning_content`; Inspect makes it a
+    ContentReasoning part that `.text` leaves out. The solver keeps it beside the text."""
+    reply = lambda i: {"content": f"answer {i}\n\n{PROGRAM}", "reasoning_content": f"thinking hard, attempt {i}"}  # noqa: E731
+    with _FakeServer(reply) as server:
+        stored, records, log = _run_through(server, tmp_path, monkeypatch)
+    assert [r["reasoning"] for r in stored] == ["thinking hard, attempt 0", "thinking hard, attempt 1"]
+    assert [r["completion"] for r in stored] == [f"answer 0\n\n{PROGRAM}", f"answer 1\n\n{PROGRAM}"]
+    # the scored records (what `rps-evals report` and `rps-train data` read) keep both
+    assert [(r["reasoning"], r["completion"]) for r in records] == [(s["reasoning"], s["completion"]) for s in stored]
+    assert server.requests[0]["n"] == 2  # one request for both attempts
+
+    from rps_evals.reports.readers import read_front_end_run
+
+    _, read_back, _, _ = read_front_end_run(log.location)
+    assert [r.reasoning for r in read_back] == ["thinking hard, attempt 0", "thinking hard, attempt 1"]
+
+
+def test_think_tags_in_the_text_are_kept(tmp_path, monkeypatch):
+    """A server without a reasoning parser leaves <think>...</think> in the text; Inspect moves it into a
+    ContentReasoning part too. An answer cut off while thinking has reasoning and no text at all."""
+    reply = lambda i: {"content": f"<think>step by step {i}</think>{PROGRAM}" if i == 0  # noqa: E731
+                       else "<think>still going when the limit came"}
+    with _FakeServer(reply, finish_reason="length") as server:
+        stored, records, _ = _run_through(server, tmp_path, monkeypatch)
+    first, second = stored
+    assert first["reasoning"] == "step by step 0" and first["completion"] == PROGRAM
+    assert "still going when the limit came" in (second["reasoning"] or "") + (second["completion"] or "")
+    assert [r["stop_reason"] for r in records] == ["max_tokens", "max_tokens"]
+
+    from rps_train.data import normalize_rejected, reasoning_section
+
+    texts = [normalize_rejected(s["completion"], 1, s["reasoning"]) for s in stored]
+    assert reasoning_section(texts[0]) == "step by step 0"
+    assert reasoning_section(texts[1]) == "still going when the limit came"
