@@ -78,8 +78,10 @@ def draw_task_png(task_id: str, out: str | Path, run: ShownRun | None = None, da
                     spine.set_linewidth(3)
             elif wrong:
                 ys, xs = zip(*wrong)
-                ax.scatter(xs, ys, marker="x", s=min(60, 2400 / max(h, w) ** 2 + 8), c="white",
-                           linewidths=1.4, edgecolors="black")
+                size = min(60, 2400 / max(h, w) ** 2 + 8)
+                # a white cross over a black one reads on every ARC colour, yellow and grey included
+                ax.scatter(xs, ys, marker="x", s=size, c="black", linewidths=3.0)
+                ax.scatter(xs, ys, marker="x", s=size, c="white", linewidths=1.3)
 
     row = 0
     for n, (grid_in, grid_out) in enumerate(task.train, 1):
