@@ -18,7 +18,7 @@ pytest.importorskip("inspect_ai")
 from inspect_ai import eval as inspect_eval  # noqa: E402
 from inspect_ai import eval_retry  # noqa: E402
 from inspect_ai.log import EvalLog  # noqa: E402
-from inspect_ai.model import get_model, modelapi  # noqa: E402
+from inspect_ai.model import ModelOutput, get_model, modelapi  # noqa: E402
 
 from rps_evals.arc1 import arc1  # noqa: E402
 from rps_evals.arc2 import arc2  # noqa: E402
@@ -72,12 +72,17 @@ def test_cli_eval_equals_core_score(demo_core, tmp_path):
     logs = tmp_path / "cli-logs"
     proc = subprocess.run(
         ["inspect", "eval", "rps_evals/arc1", "-T", "split=training", "-T", "task_ids=" + ",".join(DEMO_IDS),
-         "-T", "sandbox=local", "--model", "rps/replay", "--log-dir", str(logs), "--display", "plain"],
+         "-T", "sandbox=local", "--model", "rps/replay", "--log-dir", str(logs), "--display", "plain",
+         "--temperature", "0.6", "--max-tokens", "1000"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (log_file,) = logs.glob("*.eval")
     reported = report(str(log_file), tmp_path / "run")
     assert scores_of(reported) == scores_of(core)
+    # `inspect eval` builds the task with the model known: its block names them (replay takes `n`)
+    assert reported["provenance"]["model"] == "rps/replay"
+    assert reported["provenance"]["generation"] == {"temperature": 0.6, "top_p": None, "top_k": None,
+                                                    "max_tokens": 1000, "seed": None, "num_choices": 2}
     from inspect_ai.log import read_eval_log
 
     assert_same_numbers(inspect_metrics(read_eval_log(str(log_file))), core)
@@ -294,6 +299,45 @@ def _flaky():
             return await super().generate(input, tools, tool_choice, config)
 
     return FlakyReplay
+
+
+@modelapi(name="rps_test_metered")
+def _metered():
+    class MeteredReplay(ReplayAPI):
+        """The demo replay reporting usage as a provider does: attempt a's request used 100 input,
+        10 * a output and 3 * a reasoning tokens. Not in NUM_CHOICES_APIS: one request per attempt."""
+
+        def __init__(self, model_name: str, **kwargs):
+            super().__init__("replay", **kwargs)
+
+        async def generate(self, input, tools, tool_choice, config):
+            from inspect_ai.model import ModelUsage
+
+            served = await super().generate(input, tools, tool_choice, config)
+            a = current_attempt.get()[1]
+            usage = ModelUsage(input_tokens=100, output_tokens=10 * a, total_tokens=100 + 10 * a,
+                               reasoning_tokens=3 * a)
+            return ModelOutput(model="metered", choices=served.choices, usage=usage)
+
+    return MeteredReplay
+
+
+@pytest.mark.slow
+def test_usage_and_generation_settings_come_from_inspect(tmp_path):
+    ids = ["3c9b0459", "25ff71a9"]
+    task = arc1(split="training", task_ids=ids, sandbox="local")
+    (log,) = inspect_eval(task, model="rps_test_metered/demo", display="none", temperature=0.5, seed=7)
+    reported = report(log.location, tmp_path / "run")
+    usage = reported["usage"]
+    # output 10, 20, 10, 20: mean 15, nearest-rank p50 the 2nd (10), p90 the 4th (20)
+    assert usage["output_tokens_per_attempt"] == {"attempts": 4, "mean": 15.0, "p50": 10, "p90": 20, "max": 20}
+    assert usage["reasoning_tokens_per_attempt"] == {"attempts": 4, "mean": 4.5, "p50": 3, "p90": 6, "max": 6}
+    assert (usage["output_tokens"], usage["reasoning_tokens"], usage["total_tokens"]) == (60, 18, 460)
+    records = [json.loads(line) for line in (tmp_path / "run" / "attempts.jsonl").open()]
+    assert [(r["output_tokens"], r["reasoning_tokens"]) for r in records] == [(10, 3), (20, 6)] * 2
+    provenance = reported["provenance"]
+    assert provenance["model"] == log.eval.model == "rps_test_metered/replay"
+    assert (provenance["generation"]["temperature"], provenance["generation"]["seed"]) == (0.5, 7)
 
 
 @pytest.mark.slow
