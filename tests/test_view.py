@@ -138,12 +138,13 @@ def test_missing_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):
 
 
 def test_hardcoded_flag_is_shown(tmp_path):
-    from rps_evals.reports.view import load_shown_run, render_report
-
-    a, _ = two_runs(tmp_path)
-    run = load_shown_run(a)
-    run.records[0].hardcoded = "literal_output"  # the field issue 10 adds to AttemptRecord
-    assert "hardcoded: literal_output" in render_report([run])
+    dataset = load_dataset(DATASET).select([T1])
+    flagged = _record(T1, 1, "executed_program", "ok", [_expected(T1)], ["program"],
+                      completion=_program("return [[7, 6, 4], [4, 6, 6], [4, 4, 6]]"), hardcoded="literal_output")
+    write_run(tmp_path / "run", dataset, [flagged], 2)
+    assert main(["view", str(tmp_path / "run"), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert page.count("hardcoded: literal_output") == 1  # attempt 1 only; attempt 2 is missing
 
 
 def test_draw_png_has_the_layout_size(tmp_path, capsys):
