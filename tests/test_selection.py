@@ -435,3 +435,36 @@ def test_html_report_shows_pass_at_k_and_what_was_submitted_and_why():
     two = summarize(DATASET, records[:2], 2)
     page = render_report([ShownRun("two", two, records[:2], DATASET)])
     assert "pass@k" not in page and "submitted by" not in page
+
+
+@pytest.mark.slow
+def test_lmeval_rps_select_reports_the_selected_predictions(tmp_path):
+    """repeats 3 with rps_select=train_vote: only attempt 3 has a program (right on every input), so
+    train_vote submits it while first (attempts 1 and 2) has nothing; report keeps the policy."""
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager
+    from lmeval_support import SCRIPTED_MODEL, TASKS_DIR, lookup_program, register_scripted_model
+    from test_lmeval_scripted import _save_like_the_cli
+
+    from rps_evals.reports.readers import read_lmeval_output
+
+    register_scripted_model()
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "k3.yaml").write_text(
+        f"include: {TASKS_DIR / 'arc_prog' / 'arc1_prog_training.yaml'}\ntask: arc1_prog_k3v\nrepeats: 3\n")
+    tasks = list(load_dataset("arc1:training").tasks.values())[:2]
+    rows = [{"task_id": t.task_id, "attempt": a, "completion": lookup_program(t) if a == 3 else "no idea"}
+            for t in tasks for a in (1, 2, 3)]
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    manager = TaskManager(include_path=[str(TASKS_DIR), str(tmp_path / "tasks")], include_defaults=False,
+                          metadata={"rps_sandbox": "local", "rps_select": "train_vote",
+                                    "rps_price_in": 1, "rps_price_out": 2})
+    results = lm_eval.simple_evaluate(
+        model=SCRIPTED_MODEL, model_args=f"responses={responses}", tasks=["arc1_prog_k3v"], limit=2,
+        task_manager=manager, confirm_run_unsafe_code=True, log_samples=True, bootstrap_iters=0)
+    got = results["results"]["arc1_prog_k3v"]
+    assert got["task_solves,all_attempts"] == 0.0 and got["task_solves_train_vote,all_attempts"] == 1.0
+    _save_like_the_cli(results, tmp_path / "out")
+    dataset, records, k, options = read_lmeval_output(tmp_path / "out")
+    assert (k, options["select"], options["price_in"], options["price_out"]) == (3, "train_vote", 1.0, 2.0)
