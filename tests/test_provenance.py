@@ -151,14 +151,18 @@ def test_offline_build_script_computes_the_same_tag():
 
 
 @pytest.mark.docker
-def test_docker_sandbox_versions_are_read_from_the_image():
+def test_docker_sandbox_versions_are_read_from_the_image(tmp_path, monkeypatch):
     from importlib import metadata
 
     from docker_support import require_image
 
     require_image()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(image, "_IDENTITIES", {})
     tag = image.sandbox_image()
     info = sandbox_info("docker")
+    cached = json.loads((tmp_path / "rps-evals" / "image-versions.json").read_text())
+    assert cached == {info["image"]["id"]: {"python": info["python"], "numpy": info["numpy"]}}
     assert info["backend"] == "docker" and info["image"]["tag"] == tag
     assert info["image"]["id"].startswith("sha256:")
     # asked another way, inside the image: its own metadata of numpy, not this machine's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from importlib.resources import as_file, files
+from pathlib import Path
 
 from rps_evals.execution import SandboxUnavailable
 
@@ -76,15 +78,45 @@ def image_identity(image: str | None = None) -> dict:
     except Exception:  # no engine, no such image: the run itself reports that
         return {"image": {"tag": image or SANDBOX_IMAGE, "id": None}, "python": None, "numpy": None}
     if image_id not in _IDENTITIES:
-        python = numpy_version = None
-        try:
-            out = client.containers.run(image_id, ["python3", "-I", "-c", _VERSIONS_CODE], remove=True,
-                                        network_disabled=True, labels={LABEL: "versions"})
-            python, numpy_version = out.decode().split()
-        except Exception:
-            pass
-        _IDENTITIES[image_id] = {"python": python, "numpy": numpy_version}
+        _IDENTITIES[image_id] = _cached_versions(image_id) or _ask_image(client, image_id)
     return {"image": {"tag": image, "id": image_id}, **_IDENTITIES[image_id]}
+
+
+def _versions_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rps-evals" / "image-versions.json"
+
+
+def _cached_versions(image_id: str) -> dict | None:
+    """An image id names its content, so versions asked of it once hold for good (saves a container
+    start, about a second on a busy machine, in every later process)."""
+    try:
+        return json.loads(_versions_cache().read_text(encoding="utf-8")).get(image_id)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _ask_image(client, image_id: str) -> dict:
+    versions = {"python": None, "numpy": None}
+    try:
+        out = client.containers.run(image_id, ["python3", "-I", "-c", _VERSIONS_CODE], remove=True,
+                                    network_disabled=True, labels={LABEL: "versions"})
+        versions["python"], versions["numpy"] = out.decode().split()
+    except Exception:
+        return versions  # not cached: asked again next time
+    try:
+        path = _versions_cache()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        known[image_id] = versions
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs the container start next time
+    return versions
 
 
 _ENGINE_HELP = (
