@@ -147,6 +147,17 @@ def test_hardcoded_flag_is_shown(tmp_path):
     assert page.count("hardcoded: literal_output") == 1  # attempt 1 only; attempt 2 is missing
 
 
+def test_a_huge_program_is_cut(tmp_path):
+    dataset = load_dataset(DATASET).select([T1])
+    # "def transform(grid):\n" (21) + 4 spaces + this line (99,999) + its newline = 100,025 characters
+    body = "x = 1  # " + "y" * 99_990
+    huge = _record(T1, 1, "executed_program", "ok", [_expected(T1)], ["program"], completion=_program(body))
+    write_run(tmp_path / "run", dataset, [huge], 2)
+    assert main(["view", str(tmp_path / "run"), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "the first 20,000 of 100,025 characters" in page and "y" * 20_000 not in page
+
+
 def test_draw_png_has_the_layout_size(tmp_path, capsys):
     a, _ = two_runs(tmp_path)
     with_run, alone = tmp_path / "t4.png", tmp_path / "t1.png"

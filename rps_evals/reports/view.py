@@ -51,6 +51,7 @@ OUTCOMES: dict[str, tuple[str, str]] = {
 PAIRED_FILTERS = {"solved": "task_solves", "allexec": "tasks_all_attempts_executed"}
 PAIRED_LABELS = {"solved": "solved", "allexec": "all attempts executed"}
 ERROR_TAIL = 800
+PROGRAM_LIMIT = 20_000  # a model can write megabytes; 800 of those would make the page unusable
 RESPONSE_TAIL = 1500
 
 
@@ -237,7 +238,6 @@ def render_report(runs: Sequence[ShownRun]) -> str:
         f"<h1>{_e(title)}</h1>",
         _header(runs, letters),
         _metrics_section(runs, letters, comparison),
-        _pass_at_k_section(runs, letters),
         _pass_at_k_section(runs, letters),
         _filters_and_index(runs, tags, dataset),
         "<main id='tasks'>",
@@ -462,56 +462,6 @@ def _pass_at_k_section(runs: Sequence[ShownRun], letters: str) -> str:
 
 def _selection_line(run: ShownRun, records: Sequence[AttemptRecord]) -> str:
     """Which attempts' predictions the run's selection policy submits for each test input, and why."""
-    from rps_evals.selection import select
-
-    policy = run.results.get("selection", DEFAULT_POLICY)
-    if not records or (policy == DEFAULT_POLICY and run.k <= 2):
-        return ""
-    parts = []
-    for j, choices in enumerate(select(records, policy), 1):
-        picked = "; ".join(
-            f"{'✓' if c.correct else '✗'} attempt{'s' if len(c.attempts) > 1 else ''} "
-            f"{', '.join(map(str, c.attempts))} ({_e(c.reason)})" for c in choices)
-        parts.append(f"test {j}: {picked or 'nothing to submit'}")
-    return f"<p class='note selection'>submitted by <b>{_e(policy)}</b>: " + "<br>".join(parts) + "</p>"
-
-
-def _pass_at_k_section(runs: Sequence[ShownRun], letters: str) -> str:
-    """pass@k of whole tasks and of test outputs for k = 1, 2, 4, ... K (A and B on one plot), when a
-    run sampled more than the 2 attempts ARC Prize scores."""
-    curves = [(letter, run.results.get("pass_at_k")) for letter, run in zip(letters, runs)]
-    if all(run.k <= 2 for run in runs) or not all(curve for _, curve in curves):
-        return ""
-    plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(6.5, 3.4), dpi=100)
-    rows = []
-    for (letter, curve), color in zip(curves, ("#1f77b4", "#ff7f0e")):
-        ks = [int(k) for k in curve["task_solves"]]
-        ax.plot(ks, list(curve["task_solves"].values()), marker="o", color=color, label=f"{letter}: tasks solved")
-        ax.plot(ks, list(curve["test_output_exact"].values()), marker=".", ls="--", color=color,
-                label=f"{letter}: test outputs matched")
-        rows += [f"<tr><td>{letter} {what}</td>" + "".join(f"<td>{v:.3f}</td>" for v in curve[name].values()) + "</tr>"
-                 for what, name in (("tasks", "task_solves"), ("test outputs", "test_output_exact"))]
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("k (attempts drawn from the run's K)")
-    ax.set_ylabel("pass@k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    head = "<tr><th>pass@k</th>" + "".join(f"<th>k = {k}</th>" for k in ks) + "</tr>"
-    return ("<h2>pass@k</h2><p class='note'>The chance that k attempts drawn from the run's K solve a task "
-            "(or match a test output): Chen et al.'s unbiased estimator, docs/metrics.md.</p>"
-            f"<table>{head}{''.join(rows)}</table><img class='plot' alt='pass@k curves' "
-            f"src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}'>")
-
-
-def _selection_line(run: ShownRun, records: Sequence[AttemptRecord]) -> str:
-    """Which attempts' predictions the run's selection policy submits for each test input, and why."""
     from rps_evals.selection import DEFAULT_POLICY, select
 
     policy = run.results.get("selection", DEFAULT_POLICY)
@@ -546,7 +496,6 @@ def _task_section(task: Task, runs: Sequence[ShownRun], letters: str, attempts: 
            f'<div class="runs" style="--runs:{len(runs)}">']
     for letter, run, run_attempts in zip(letters, runs, attempts):
         out.append(f'<div class="run {letter}"><h3>{letter}: {_e(run.label)}</h3>')
-        out.append(_selection_line(run, run_attempts))
         out.append(_selection_line(run, run_attempts))
         out.append('<div class="attempts">')
         out += [_attempt_block(task, r) for r in sorted(run_attempts, key=lambda r: r.attempt)]
@@ -592,7 +541,9 @@ def _attempt_block(task: Task, r: AttemptRecord) -> str:
                    f"<pre>{_e(reasoning[-RESPONSE_TAIL:])}</pre></details>")
     program = extract_program(strip_reasoning(r.completion)) if r.completion else None
     if program:
-        out.append(f"<details><summary>program ({program.count(chr(10)) + 1} lines)</summary><pre>{_e(program)}</pre></details>")
+        cut = f"; the first {PROGRAM_LIMIT:,} of {len(program):,} characters" if len(program) > PROGRAM_LIMIT else ""
+        out.append(f"<details><summary>program ({program.count(chr(10)) + 1} lines{cut})</summary>"
+                   f"<pre>{_e(program[:PROGRAM_LIMIT])}</pre></details>")
     elif r.completion:
         out.append(f"<details><summary>response (no program; last {RESPONSE_TAIL} characters)</summary>"
                    f"<pre>{_e(r.completion[-RESPONSE_TAIL:])}</pre></details>")
