@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from rps_evals.data import Dataset, Task
@@ -94,7 +94,9 @@ class AttemptRecord:
     input_tokens: int | None = None  # prompt tokens billed for this attempt (for the cost, rps_evals.selection)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON-ready data. Shallow: the grids are shared, not copied (asdict's deep
+        copy was most of the time spent writing a run)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttemptRecord:
