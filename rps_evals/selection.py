@@ -84,7 +84,7 @@ def _vote(records: Sequence[AttemptRecord], j: int) -> list[Choice]:
     for producers in groups.values():
         voters = [r for r in producers if r.prediction_origins[j] == "program" and r.program_status == "ok"]
         if voters:
-            verified = [r for r in voters if r.train_verified and not getattr(r, "hardcoded", None)]
+            verified = [r for r in voters if r.train_verified and not r.hardcoded]
             best = max(r.train_accuracy or 0.0 for r in voters)
             key = (0, -len(verified), -len(voters), -best, voters[0].attempt)
             reason = (f"{len(verified)} train-verified general program(s), {len(voters)} program(s), "
@@ -202,7 +202,7 @@ def cost_summary(by_task: dict[str, list[AttemptRecord]], price_in: float | None
         for r in records:
             if r.missing or r.completion is None and r.api_error is not None:
                 continue
-            got_in, got_out = getattr(r, "input_tokens", None), getattr(r, "output_tokens", None)
+            got_in, got_out = r.input_tokens, r.output_tokens
             if got_out is None:
                 unknown += 1
             tokens[0] += got_in or 0
