@@ -68,6 +68,9 @@ def whole_evaluation() -> None:
             score_attempt(dataset.tasks[r.task_id], r, json_predictions, e, r.attempt)
             for r, (_, json_predictions), e in zip(responses, prepared, executions)])
         step("close the containers", executor.close)
+        from rps_evals.execution.image import image_identity
+
+        step("image identity for provenance", lambda: image_identity(executor.image))
         step("every metric, write the run files", lambda: write_run(tmp / "inproc", dataset, records, 2))
         total = time.perf_counter() - t_all
         with get_executor("docker") as again:  # score_attempts as the CLI calls it, for the record count
