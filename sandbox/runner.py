@@ -1,11 +1,28 @@
 """Fork server that runs untrusted `transform(grid)` programs, one fresh child process each.
 
 Standard library + numpy only: this file runs inside the sandbox container (and, for the explicitly
-unsafe `local` backend, on the host). It imports numpy once, then for every request forks a child
-that sets rlimits, execs the program and calls `transform` on each input. The child reports each
-call as one JSON line on a private pipe; the parent enforces a wall-clock limit per call, drains and
-caps the child's stdout/stderr, kills the child's process group and every stray descendant when it
-is done, and answers with one JSON line. Nothing is ever unpickled: requests and answers are JSON.
+unsafe `local` backend, on the host). Three kinds of process, so that no program can reach another:
+
+- the *supervisor* (this process; PID 1 of its container in the Docker backend) reads requests,
+  enforces the wall-clock limits, collects results, kills leftovers and answers. It holds requests
+  and outputs, so no program is ever forked from it.
+- the *zygote*, forked once before the first request is read, imports numpy (and PRELOAD) and then
+  only forks: it never holds a request, an output or a program's source. For every program the
+  supervisor hands it three descriptors (the request in a memfd, the result pipe, the output pipe);
+  it forks twice, so the program is reparented to the supervisor, which reaps it.
+- the *program* process: with `--program-uid` (the runner is root with only SETUID, SETGID and KILL)
+  it sets oom_score_adj 1000 while it may, drops to that uid (no capabilities), sets no_new_privs,
+  its own rlimits and a seccomp filter (no exec, no PR_SET_DUMPABLE), reads its own request, execs
+  the program and calls `transform` on each input, reporting each call as one JSON line on fd 3.
+
+After every program the supervisor kills every process the program left, has what it left in the
+`--scratch` directories (and, in `--exclusive` mode, SysV/POSIX IPC objects) removed by a cleaner
+that runs as the program's uid within `--cleanup-limit` seconds, and checks its own and the zygote's
+state (rlimits, nice, CPU affinity, scheduling policy, oom_score_adj, uids). If the cleanup overran
+or the state changed, that program is answered `error` with the reason and the runner retires: it
+writes `{"id": null, "retire": reason}` and exits, and the host starts a fresh runner for the
+requests it had not answered. Nothing a program writes is trusted: result lines are parsed strictly
+(no NaN/Infinity, bounded size, any decoding or nesting error is the program's `error`).
 
 Request (stdin):  {"id": ..., "source": str, "inputs": [grid, ...], "num_tests": int, "timeout": float}
 Answer (stdout):  {"id": ..., "status": "ok"|"error"|"timeout", "outputs": [value|null, ...],
@@ -14,12 +31,8 @@ Answer (stdout):  {"id": ..., "status": "ok"|"error"|"timeout", "outputs": [valu
 `num_tests` calls only (train calls feed train verification, not the status). A timed-out or
 crashed child ends the attempt: later calls get no output. With `--hello` the runner first writes
 one line `{"id": null, "ready": true, ...}` once numpy is imported (hosts ignore unknown ids).
-
-After every program the runner kills every process the program left and deletes what the program
-left in the `--scratch` directories (entries owned by the runner's uid). `--exclusive` is for a
-runner that is PID 1 of its own container and alone with its uid (the Docker backend): it also
-kills every process it may signal and removes SysV/POSIX IPC objects, so no program can leave
-anything for the next one.
+`--exclusive` is for a runner that is PID 1 of its own container (the Docker backend): every other
+process there except the zygote is a program's leftover.
 """
 
 from __future__ import annotations
@@ -27,13 +40,17 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
+import fcntl
 import json
+import math
 import os
 import resource
+import select
 import selectors
-import shutil
 import signal
+import socket
 import stat
+import struct
 import sys
 import time
 import traceback
@@ -55,7 +72,10 @@ TAIL = 2000  # characters of error text / captured output kept per attempt
 MAX_OUTPUT_JSON = 1 << 20  # one call's return value, as JSON, may not exceed 1 MiB
 MAX_CELLS = 100_000  # more list elements than this in a return value is an output-size error
 MAX_PRINTED = 4 << 20  # stdout + stderr bytes a program may print before it is killed (error)
+MAX_SOURCE_CHARS = 1 << 20  # a longer program is answered `error` without running (model output is far shorter)
+MAX_REQUEST_BYTES = 64 << 20  # a longer request line is refused as a bad request
 _RESULT_FD = 3
+_REQUEST_FD = 4
 # Kept here so that a program that monkey-patches json or os in its own (forked) copy still gets
 # its results reported; it cannot reach the runner's copy, nor the next program's.
 _EXIT = os._exit
@@ -66,6 +86,7 @@ _NDARRAY = np.ndarray if np is not None else None
 _GENERIC = np.generic if np is not None else None
 
 _libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 22, 36, 38
 
 
 class OutputTooLarge(Exception):
@@ -115,28 +136,153 @@ def _write_line(fd: int, obj) -> None:
         data = data[_WRITE(fd, data):]
 
 
-def _child(request: dict, limits: dict) -> None:
-    """Runs in the forked child: never returns."""
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return value
+
+
+def strict_loads(data):
+    """JSON as the runner accepts it from anything a program can write to: finite numbers only.
+    Raises ValueError for anything else (bad UTF-8, NaN, 1e999, nesting deeper than Python's stack)."""
     try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_AS, (limits["memory"], limits["memory"]))
-        cpu = int(limits["timeout"] * len(request["inputs"])) + 2
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["fsize"], limits["fsize"]))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-        if limits["nproc"]:  # root ignores RLIMIT_NPROC; the container's pids limit covers it
-            resource.setrlimit(resource.RLIMIT_NPROC, (limits["nproc"], limits["nproc"]))
-    except (ValueError, OSError) as exc:
-        _write_line(_RESULT_FD, {"fatal": f"setting limits failed: {exc}"})
-        _EXIT(1)
-    try:  # under memory pressure the kernel should kill a program, never the runner
-        _prctl(4, 1)  # /proc/self of a non-dumpable process belongs to root: writable only while dumpable
+        return _LOADS(data, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def request_timeout(request: dict, default: float) -> float:
+    try:
+        timeout = float(request.get("timeout") or default)
+    except (TypeError, ValueError):
+        return default
+    return timeout if math.isfinite(timeout) and timeout > 0 else default
+
+
+# -- the program process ----------------------------------------------------------------------
+
+# seccomp for programs: no execve/execveat (an exec'd binary would be dumpable again and could
+# lower its oom_score_adj) and no prctl(PR_SET_DUMPABLE); x32 syscalls are refused on x86_64.
+_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH, execve, execveat, prctl, has x32)
+    "x86_64": (0xC000003E, 59, 322, 157, True),
+    "aarch64": (0xC00000B7, 221, 281, 167, False),
+}
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _seccomp_filter():
+    """The BPF program (kept alive for the zygote's forks), or None on an architecture we do not know."""
+    spec = _SECCOMP_ARCH.get(os.uname().machine)
+    if spec is None:
+        return None
+    arch, execve, execveat, prctl, x32 = spec
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, eperm, kill = 0x7FFF0000, 0x00050000 | 1, 0x80000000
+    code = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (load, 0, 0, 0)]
+    if x32:
+        code += [(jge, 0, 1, 0x40000000), (ret, 0, 0, eperm)]
+    for nr in (execve, execveat):
+        code += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
+    code += [(jeq, 0, 3, prctl), (load, 0, 0, 16), (jeq, 0, 1, PR_SET_DUMPABLE), (ret, 0, 0, eperm),
+             (ret, 0, 0, allow)]
+    buffer = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *op) for op in code))
+    return buffer, _SockFprog(len(code), ctypes.addressof(buffer))
+
+
+_SECCOMP = None  # built before the zygote forks
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _become_program(config: dict) -> None:
+    """Drop from the runner's rights to a program's: another uid, no capabilities, no_new_privs."""
+    uid = config["uid"]
+    if uid is not None:
+        # Raised while we are root: the file belongs to root once we are another uid, and the
+        # seccomp filter keeps the program from making itself dumpable (its owner) again.
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write("1000")
-    except OSError:
-        pass
-    finally:
-        _prctl(4, 0)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    else:  # /proc/self of a non-dumpable process belongs to root: writable only while dumpable
+        try:
+            _prctl(PR_SET_DUMPABLE, 1)
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("1000")
+        except OSError:
+            pass
+        finally:
+            _prctl(PR_SET_DUMPABLE, 0)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+
+
+def _take_fds(fds: list[int], targets: list[int]) -> None:
+    """dup2 `fds` onto `targets` (0, 1, ...) without clobbering one another; close everything else."""
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
+    for fd, target in zip(high, targets):
+        os.dup2(fd, target)
+    os.closerange(max(targets) + 1, 1 << 16)
+
+
+def _program_main(config: dict, fds: list[int], middle: int) -> None:
+    """The program process (forked from the zygote by `middle`): never returns."""
+    try:
+        request_fd, result_w, output_w = fds
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        _take_fds([null, output_w, output_w, result_w, request_fd], [0, 1, 2, _RESULT_FD, _REQUEST_FD])
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _become_program(config)
+        supervisor = config["supervisor"]
+        for _ in range(10_000):  # the middle process exits at once, the zygote reaps it: then we run
+            if os.getppid() == supervisor and not os.path.exists(f"/proc/{middle}"):
+                break
+            time.sleep(0.0001)
+        chunks, offset = [], 0
+        while True:
+            chunk = os.pread(_REQUEST_FD, 1 << 20, offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        os.close(_REQUEST_FD)
+        request = _LOADS(b"".join(chunks))
+        del chunks
+        timeout = request_timeout(request, config["timeout"])
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_AS, (config["memory"], config["memory"]))
+        cpu = int(timeout * len(request["inputs"])) + 2
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (config["fsize"], config["fsize"]))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        if config["nproc"]:  # root ignores RLIMIT_NPROC; the container's pids limit covers it
+            resource.setrlimit(resource.RLIMIT_NPROC, (config["nproc"], config["nproc"]))
+        if _SECCOMP is not None:
+            _check(_libc.prctl(PR_SET_SECCOMP, 2, ctypes.byref(_SECCOMP[1]), 0, 0), "seccomp")
+    except BaseException as exc:
+        try:
+            _write_line(_RESULT_FD, {"fatal": f"the sandbox could not start the program: {exc}"})
+        finally:
+            _EXIT(1)
+    _run_program(request)
+
+
+def _run_program(request: dict) -> None:
     inputs = [_DUMPS(grid) for grid in request["inputs"]]  # each call gets a fresh copy
     namespace = {"__name__": "__rps_program__", "__builtins__": __builtins__}
     source = request["source"]
@@ -177,15 +323,194 @@ def _child(request: dict, limits: dict) -> None:
     _EXIT(0)
 
 
+# -- cleanup ------------------------------------------------------------------------------------
+
+_IPC_KINDS = ("shm", "sem", "msg")
+
+
+def anything_left(scratch: tuple[str, ...], uid: int, exclusive: bool) -> bool:
+    """Did the last program leave a file of `uid` in the scratch directories (or, in exclusive
+    mode, an IPC object)? Cheap: stops at the first one."""
+    for root in scratch:
+        try:
+            with os.scandir(root) as entries:
+                for entry in entries:
+                    if entry.stat(follow_symlinks=False).st_uid == uid:
+                        return True
+        except OSError:
+            continue
+    if not exclusive:
+        return False
+    for kind in _IPC_KINDS:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                if len(f.read().splitlines()) > 1:
+                    return True
+        except OSError:
+            pass
+    try:
+        return bool(os.listdir("/dev/mqueue"))
+    except OSError:
+        return False
+
+
+def _remove_entry(name: str) -> None:
+    """Delete `name` (relative to the cwd) and everything under it: iteratively and by chdir, so
+    that no depth, path length, mode (we own it: chmod first) or file type (fifos and sockets are
+    never opened) can stop it."""
+    if not stat.S_ISDIR(os.lstat(name).st_mode):
+        os.unlink(name)
+        return
+    path = [name]
+    os.chmod(name, stat.S_IRWXU)
+    os.chdir(name)
+    while path:
+        subdir, removed = None, False
+        with os.scandir(".") as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    subdir = entry.name
+                    break
+                os.unlink(entry.name)
+                removed = True
+        if subdir is not None:
+            os.chmod(subdir, stat.S_IRWXU)
+            os.chdir(subdir)
+            path.append(subdir)
+        elif not removed:  # a scan that found nothing: the directory is empty
+            os.chdir("..")
+            os.rmdir(path.pop())
+
+
+def _cleaner_main(config: dict, fds: list[int], middle: int) -> None:
+    """Forked from the zygote, as the program's uid: remove what the last program left. Exit 0
+    when nothing is left. The supervisor kills it at its deadline."""
+    try:
+        os.setsid()
+        _take_fds([os.open(os.devnull, os.O_RDWR)] * 3, [0, 1, 2])
+        uid = config["uid"]
+        if uid is not None:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        me = os.getuid()
+        for root in config["scratch"]:
+            try:
+                os.chdir(root)
+                names = [e.name for e in os.scandir(".") if e.stat(follow_symlinks=False).st_uid == me]
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    os.chdir(root)
+                    _remove_entry(name)
+                except OSError:
+                    pass
+        os.chdir("/")
+        if config["exclusive"]:
+            _remove_ipc()
+        _EXIT(1 if anything_left(config["scratch"], me, config["exclusive"]) else 0)
+    finally:
+        _EXIT(2)
+
+
+def _remove_ipc() -> None:
+    removers = {"shm": lambda i: _libc.shmctl(i, 0, None), "sem": lambda i: _libc.semctl(i, 0, 0),
+                "msg": lambda i: _libc.msgctl(i, 0, None)}  # IPC_RMID is 0 for all three
+    for kind in _IPC_KINDS:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                ids = [int(line.split()[1]) for line in f.read().splitlines()[1:] if line.strip()]
+        except (OSError, ValueError, IndexError):
+            continue
+        for ipc_id in ids:
+            removers[kind](ipc_id)
+    try:
+        for name in os.listdir("/dev/mqueue"):
+            try:
+                os.unlink(os.path.join("/dev/mqueue", name))
+            except OSError:
+                pass
+    except OSError:
+        pass
+
+
+# -- the zygote ---------------------------------------------------------------------------------
+
+class Zygote:
+    """The clean parent of every program, forked before the first request is read."""
+
+    def __init__(self, config: dict):
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ours.close()
+                _zygote_loop(theirs, config)
+            finally:
+                _EXIT(1)
+        theirs.close()
+        self.pid = pid
+        self.sock = ours
+
+    def spawn(self, kind: bytes, fds: list[int]) -> int:
+        """Start a program (b"p": request memfd, result and output pipes) or a cleaner (b"c");
+        return its pid (-1 if it could not be forked). It is our child once this returns."""
+        socket.send_fds(self.sock, [kind], fds)
+        reply = b""
+        while len(reply) < 9:
+            part = self.sock.recv(9 - len(reply))
+            if not part:
+                raise RuntimeError("the sandbox's program starter (zygote) died")
+            reply += part
+        return int.from_bytes(reply[:8], "little", signed=True)
+
+
+def _zygote_loop(sock: socket.socket, config: dict) -> None:
+    """Fork on request, nothing else. A middle process forks the real one and exits at once, so
+    the program is reparented to the supervisor (a subreaper, or PID 1), which can wait for it."""
+    fd = sock.fileno()
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1, 8)
+        except OSError:
+            _EXIT(0)
+        if not message:
+            _EXIT(0)
+        try:
+            middle = os.fork()
+        except OSError:
+            middle = -1
+        if middle == 0:
+            middle = os.getpid()
+            try:
+                pid = os.fork()
+            except OSError:
+                pid = -1
+            if pid == 0:
+                (_program_main if message == b"p" else _cleaner_main)(config, fds, middle)
+                _EXIT(1)
+            os.write(fd, pid.to_bytes(8, "little", signed=True))
+            _EXIT(0)
+        for passed in fds:
+            os.close(passed)
+        if middle > 0:
+            os.waitpid(middle, 0)
+        else:
+            os.write(fd, (-1).to_bytes(8, "little", signed=True))
+        sock.sendall(b"k")
+
+
 def _tail(text: str) -> str:
     return text if len(text) <= TAIL else "..." + text[-TAIL:]
 
 
 class Job:
-    """One running program: its child, pipes and what it has reported so far."""
+    """One running program: its process, pipes and what it has reported so far. The supervisor
+    keeps only the request's id and counts, never its source or inputs."""
 
-    def __init__(self, request: dict, pid: int, result_fd: int, output_fd: int, timeout: float):
-        self.request = request
+    def __init__(self, meta: dict, pid: int, result_fd: int, output_fd: int, timeout: float):
+        self.meta = meta
         self.pid = pid
         self.result_fd = result_fd
         self.output_fd = output_fd
@@ -194,8 +519,8 @@ class Job:
         self.buffer = b""
         self.captured = b""
         self.printed = 0
-        self.outputs = [None] * len(request["inputs"])
-        self.call_errors = [None] * len(request["inputs"])
+        self.outputs = [None] * meta["calls"]
+        self.call_errors = [None] * meta["calls"]
         self.done_calls = 0
         self.fatal = None
         self.timed_out = False
@@ -206,8 +531,12 @@ class Job:
         self.pidfd = None  # readable once the program's main process has exited
 
     def on_result_bytes(self, data: bytes) -> None:
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
+        if b"\n" not in data:
+            self.buffer += data
+            lines = []
+        else:
+            *lines, rest = (self.buffer + data).split(b"\n")
+            self.buffer = rest
         if len(self.buffer) > MAX_OUTPUT_JSON + 4096:  # no real report line is this long
             self.fatal = "the program wrote too much to the runner's result channel"
             self.must_kill = True
@@ -218,20 +547,22 @@ class Job:
                 self.must_kill = True
                 return
             try:
-                msg = json.loads(line)
+                msg = strict_loads(line)
                 if "fatal" in msg:
-                    self.fatal = str(msg["fatal"])
+                    self.fatal = _tail(str(msg["fatal"]))
                     continue
                 i = int(msg["i"])
                 if i != self.done_calls:
                     raise ValueError("calls reported out of order")
-            except (ValueError, KeyError, TypeError):
+                error = msg.get("error")
+                output = msg.get("out")
+            except Exception:  # anything a program can write there is its own failure
                 self.fatal = "the program wrote to the runner's result channel"
                 continue
-            if "error" in msg:
-                self.call_errors[i] = _tail(str(msg["error"]))
+            if error is not None:
+                self.call_errors[i] = _tail(str(error))
             else:
-                self.outputs[i] = msg.get("out")
+                self.outputs[i] = output
             self.done_calls += 1
             self.deadline = time.monotonic() + self.timeout
 
@@ -243,7 +574,7 @@ class Job:
             self.must_kill = True
 
     def answer(self) -> dict:
-        num_tests = int(self.request.get("num_tests", len(self.request["inputs"])))
+        num_tests = self.meta["num_tests"]
         test_errors = [e for e in self.call_errors[:num_tests] if e]
         completed_tests = min(self.done_calls, num_tests)
         if (self.timed_out or self.cpu_limited) and completed_tests < num_tests:
@@ -262,7 +593,7 @@ class Job:
             output = self.captured.decode("utf-8", "replace")[-TAIL // 2:]
             error = error[: TAIL // 2] + "\n--- program output (tail) ---\n" + output
         return {
-            "id": self.request.get("id"),
+            "id": self.meta["id"],
             "status": status,
             "outputs": self.outputs,
             "call_errors": self.call_errors,
@@ -338,25 +669,49 @@ def _count_own_tasks() -> int:
     return count
 
 
+_RLIMITS = sorted((name, value) for name, value in vars(resource).items() if name.startswith("RLIMIT_"))
+
+
+def process_state(pid: int) -> dict:
+    """What a program must not be able to change in the runner's processes (pid 0: this one)."""
+    where = f"/proc/{pid}" if pid else "/proc/self"
+    state = {name: resource.prlimit(pid, value) for name, value in _RLIMITS}
+    state["nice"] = os.getpriority(os.PRIO_PROCESS, pid)
+    state["CPU affinity"] = sorted(os.sched_getaffinity(pid))
+    state["scheduling policy"] = os.sched_getscheduler(pid)
+    with open(f"{where}/oom_score_adj") as f:
+        state["oom_score_adj"] = f.read().strip()
+    with open(f"{where}/status") as f:
+        state["uids"] = [line for line in f.read().splitlines() if line.startswith(("Uid:", "Gid:", "Groups:"))]
+    return state
+
+
 class Runner:
-    def __init__(self, workers: int, limits: dict, default_timeout: float,
-                 exclusive: bool = False, scratch: tuple[str, ...] = ()):
+    def __init__(self, workers: int, config: dict, exclusive: bool = False, cleanup_limit: float = 2.0):
         self.workers = workers
-        self.limits = limits
-        self.default_timeout = default_timeout
+        self.config = config
+        self.default_timeout = config["timeout"]
         self.exclusive = exclusive
-        self.scratch = scratch
+        self.scratch = config["scratch"]
+        self.cleanup_limit = cleanup_limit
+        self.owner = config["uid"] if config["uid"] is not None else os.getuid()  # of what programs leave
         self.selector = selectors.DefaultSelector()
         self.jobs: dict[int, Job] = {}  # by pid
-        self.queue: collections.deque[dict] = collections.deque()
+        self.queue: collections.deque[tuple[dict, bytes]] = collections.deque()
         self.stdin_open = True
-        self.stdin_buffer = b""
+        self.partial: list[bytes] = []
+        self.partial_size = 0
+        self.retiring = ""
+        self.zygote = Zygote(config)
+        self.baseline = self._states()
+
+    def _states(self) -> dict:
+        return {"runner": process_state(0), "zygote": process_state(self.zygote.pid)}
 
     def serve(self, hello: bool = False) -> None:
-        _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of programs stay ours, so we can kill them
-        _prctl(4, 0)  # PR_SET_DUMPABLE 0: same-uid programs may not ptrace us or open /proc/<us>/mem
         if hello:
             self._emit({"id": None, "ready": True, "pid": os.getpid(), "uid": os.getuid(),
+                        "program_uid": self.owner, "zygote": self.zygote.pid,
                         "python": sys.version.split()[0], "numpy": getattr(np, "__version__", None)})
         try:
             self.selector.register(0, selectors.EVENT_READ, ("stdin", None))
@@ -364,9 +719,9 @@ class Runner:
         except PermissionError:  # a regular file cannot be polled: it is all there, read it now
             while self.stdin_open:
                 self._read_stdin()
-        while self.stdin_open or self.queue or self.jobs:
-            while self.queue and len(self.jobs) < self.workers:
-                self._start(self.queue.popleft())
+        while (self.stdin_open or self.queue or self.jobs) and not self.retiring:
+            while self.queue and len(self.jobs) < self.workers and not self.retiring:
+                self._start(*self.queue.popleft())
             timeout = None
             if self.jobs:
                 timeout = max(0.0, min(j.deadline for j in self.jobs.values()) - time.monotonic())
@@ -381,13 +736,24 @@ class Runner:
                     self._kill(job)
                 else:
                     self._read_job(job, key.fd, kind)
+                if self.retiring:
+                    break
             now = time.monotonic()
             for job in list(self.jobs.values()):
+                if self.retiring:
+                    break
                 if job.must_kill:
                     self._kill(job)
                 elif now >= job.deadline:
                     job.timed_out = True
                     self._kill(job)
+        if self.retiring:  # programs still running here were not answered: the host runs them again
+            for job in list(self.jobs.values()):
+                try:
+                    os.killpg(job.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self._emit({"id": None, "retire": self.retiring})
 
     def _read_stdin(self) -> None:
         try:
@@ -399,55 +765,75 @@ class Runner:
             if 0 in self.selector.get_map():
                 self.selector.unregister(0)
             data = b"\n"
-        self.stdin_buffer += data
-        *lines, self.stdin_buffer = self.stdin_buffer.split(b"\n")
-        for line in lines:
-            if not line.strip():
-                continue
-            request = None
-            try:
-                request = json.loads(line)
-                if not isinstance(request, dict) or not isinstance(request.get("source"), str):
-                    raise ValueError("a request needs a string 'source'")
-                if not isinstance(request.setdefault("inputs", []), list):
-                    raise ValueError("'inputs' must be a list")
-                self.queue.append(request)
-            except ValueError as exc:
-                self._emit({"id": request.get("id") if isinstance(request, dict) else None,
-                            "status": "error", "outputs": [], "call_errors": [],
-                            "error": f"bad request: {exc}"})
+        while data:
+            cut = data.find(b"\n")
+            if cut < 0:
+                if self.partial_size <= MAX_REQUEST_BYTES:  # past it, the rest of the line is dropped
+                    self.partial.append(data)
+                self.partial_size += len(data)
+                return
+            line = b"".join(self.partial) + data[:cut]
+            size = self.partial_size + cut
+            self.partial, self.partial_size = [], 0
+            data = data[cut + 1:]
+            if line.strip():
+                self._on_request(line, size)
 
-    def _start(self, request: dict) -> None:
+    def _on_request(self, line: bytes, size: int) -> None:
+        request = None
         try:
-            timeout = float(request.get("timeout") or self.default_timeout)
-        except (TypeError, ValueError):
-            timeout = self.default_timeout
+            if size > MAX_REQUEST_BYTES:
+                raise ValueError(f"the request is {size} bytes, more than {MAX_REQUEST_BYTES}")
+            request = strict_loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("source"), str):
+                raise ValueError("a request needs a string 'source'")
+            inputs = request.setdefault("inputs", [])
+            if not isinstance(inputs, list):
+                raise ValueError("'inputs' must be a list")
+            num_tests = request.get("num_tests", len(inputs))
+            if not isinstance(num_tests, int) or isinstance(num_tests, bool):
+                raise ValueError("'num_tests' must be an integer")
+        except ValueError as exc:
+            self._emit({"id": _plain_id(request), "status": "error", "outputs": [], "call_errors": [],
+                        "error": f"bad request: {exc}"})
+            return
+        meta = {"id": _plain_id(request), "num_tests": num_tests, "calls": len(inputs),
+                "timeout": request_timeout(request, self.default_timeout)}
+        if len(request["source"]) > MAX_SOURCE_CHARS:
+            self._emit({"id": meta["id"], "status": "error", "outputs": [None] * len(inputs),
+                        "call_errors": [None] * len(inputs),
+                        "error": f"the program is {len(request['source'])} characters long; the sandbox "
+                                 f"runs programs of at most {MAX_SOURCE_CHARS}"})
+            return
+        self.queue.append((meta, line))
+
+    def _start(self, meta: dict, line: bytes) -> None:
+        request_fd = os.memfd_create("rps-request", os.MFD_CLOEXEC)
         result_r, result_w = os.pipe()
         output_r, output_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child
-            try:
-                # Drop every reference to other programs' requests before running this one.
-                self.queue.clear()
-                self.jobs.clear()
-                self.stdin_buffer = b""
-                os.setsid()
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(output_w, 1)
-                os.dup2(output_w, 2)
-                os.dup2(result_w, _RESULT_FD)
-                os.closerange(_RESULT_FD + 1, 1 << 16)
-                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                _child(request, dict(self.limits, timeout=timeout))
-            finally:
-                _EXIT(1)
-        os.close(result_w)
-        os.close(output_w)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(request_fd, view):]
+            pid = self.zygote.spawn(b"p", [request_fd, result_w, output_w])
+        except (OSError, RuntimeError) as exc:
+            pid, why = -1, str(exc)
+        else:
+            why = "the sandbox could not fork a process for it"
+        finally:
+            for fd in (request_fd, result_w, output_w):
+                os.close(fd)
+        if pid < 0:
+            os.close(result_r)
+            os.close(output_r)
+            self._emit({"id": meta["id"], "status": "error", "outputs": [None] * meta["calls"],
+                        "call_errors": [None] * meta["calls"], "error": why})
+            if self._zygote_dead():
+                self.retiring = "the sandbox's program starter (zygote) died"
+            return
         os.set_blocking(result_r, False)
         os.set_blocking(output_r, False)
-        job = Job(request, pid, result_r, output_r, timeout)
+        job = Job(meta, pid, result_r, output_r, meta["timeout"])
         self.jobs[pid] = job
         self.selector.register(result_r, selectors.EVENT_READ, ("result", job))
         self.selector.register(output_r, selectors.EVENT_READ, ("output", job))
@@ -519,24 +905,28 @@ class Runner:
             job.exit_info = f"exit code {os.WEXITSTATUS(status)}"
         del self.jobs[job.pid]
         self._sweep()
-        self._emit(job.answer())
+        answer = job.answer()
+        problem = self._clean_up() or self._state_changed()
+        if problem:
+            answer["status"], answer["error"] = "error", problem
+            self.retiring = problem
+        self._emit(answer)
 
     def _sweep(self) -> None:
-        """Kill and reap every process that is not a running job: escaped grandchildren, fork
-        bombs, daemons. As a subreaper (or PID 1) every descendant stays in our subtree."""
-        if self.exclusive:
-            try:  # PID 1 alone with its uid: everything we may signal is a program's leftover
-                os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
-        live = set(self.jobs)
+        """Kill and reap every process that is not a running job or the zygote: escaped
+        grandchildren, fork bombs, daemons. As a subreaper (or PID 1) they are all ours."""
+        keep = set(self.jobs) | {self.zygote.pid}
         for _ in range(1000):
-            strays = [pid for pid in _children() if pid not in live]
+            if self.exclusive:  # PID 1 of the container: every other process is a leftover
+                strays = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep and p != "1"]
+                doomed = strays
+            else:
+                strays = [pid for pid in _children() if pid not in keep]
+                doomed = list(strays)
+                for pid in strays:
+                    _descendants(pid, doomed)
             if not strays:
-                break
-            doomed = list(strays)
-            for pid in strays:
-                _descendants(pid, doomed)
+                return
             for pid in doomed:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -547,46 +937,65 @@ class Runner:
                     os.waitpid(pid, 0)
                 except ChildProcessError:
                     pass
-        self._wipe_state()
 
-    def _wipe_state(self) -> None:
-        """Remove what a program could leave for the next one: files in the scratch directories
-        (only ours: anything else there belongs to someone else) and, in exclusive mode, IPC objects."""
-        uid = os.getuid()
-        for root in self.scratch:
-            try:
-                entries = list(os.scandir(root))
-            except OSError:
-                continue
-            for entry in entries:
-                try:
-                    if entry.stat(follow_symlinks=False).st_uid == uid:
-                        _remove_tree(entry.path)
-                except OSError:
-                    pass
-        if not self.exclusive:
-            return
-        for kind, remove in (("shm", lambda i: _libc.shmctl(i, 0, None)),
-                             ("sem", lambda i: _libc.semctl(i, 0, 0)),
-                             ("msg", lambda i: _libc.msgctl(i, 0, None))):
-            try:
-                with open(f"/proc/sysvipc/{kind}") as f:
-                    ids = [int(line.split()[1]) for line in list(f)[1:] if line.strip()]
-            except (OSError, ValueError, IndexError):
-                continue
-            for ipc_id in ids:  # IPC_RMID is 0 for all three
-                remove(ipc_id)
+    def _clean_up(self) -> str:
+        """Have what the program left removed, within the cleanup limit; '' or why it failed."""
+        if not anything_left(self.scratch, self.owner, self.exclusive):
+            return ""
         try:
-            for name in os.listdir("/dev/mqueue"):
-                try:
-                    os.unlink(os.path.join("/dev/mqueue", name))
-                except OSError:
-                    pass
+            pid = self.zygote.spawn(b"c", [])
+        except (OSError, RuntimeError) as exc:
+            return f"the runner could not clean up after the program: {exc}"
+        if pid < 0:
+            return "the runner could not fork a cleaner after the program"
+        done = False
+        try:
+            pidfd = os.pidfd_open(pid)
+            done = bool(select.select([pidfd], [], [], self.cleanup_limit)[0])
+            os.close(pidfd)
         except OSError:
             pass
+        if not done:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _, status = os.waitpid(pid, 0)
+        if not done:
+            return (f"the program left more files in {', '.join(self.scratch)} than the runner can remove "
+                    f"in {self.cleanup_limit:g} s; the runner was replaced")
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            return "the program left files or IPC objects the runner could not remove; the runner was replaced"
+        return ""
+
+    def _zygote_dead(self) -> bool:
+        try:
+            return os.waitpid(self.zygote.pid, os.WNOHANG)[0] != 0
+        except ChildProcessError:
+            return True
+
+    def _state_changed(self) -> str:
+        if self._zygote_dead():
+            return "the program killed the sandbox's program starter; the runner was replaced"
+        try:
+            now = self._states()
+        except OSError as exc:
+            return f"the runner could not check its own state after the program ({exc}); it was replaced"
+        changed = [f"{what} of the {who}" for who in now for what in now[who]
+                   if now[who][what] != self.baseline[who][what]]
+        if changed:
+            return f"the program changed the sandbox runner's state ({', '.join(changed)}); the runner was replaced"
+        return ""
 
     def _emit(self, answer: dict) -> None:
-        data = (json.dumps(answer, allow_nan=False) + "\n").encode()
+        try:
+            text = json.dumps(answer, allow_nan=False)
+        except (ValueError, TypeError, RecursionError):
+            calls = len(answer.get("outputs") or [])
+            text = json.dumps({"id": answer.get("id"), "status": "error", "outputs": [None] * calls,
+                               "call_errors": [None] * calls,
+                               "error": "the program's results could not be encoded"})
+        data = (text + "\n").encode()
         while data:
             try:
                 data = data[os.write(1, data):]
@@ -594,25 +1003,10 @@ class Runner:
                 time.sleep(0.001)
 
 
-def _remove_tree(path: str) -> None:
-    """Delete a file or directory tree a program left, even if it made it unwritable."""
-    def fix_and_retry(func, target, _exc):
-        try:
-            os.chmod(os.path.dirname(target) or target, stat.S_IRWXU)
-            if os.path.isdir(target) and not os.path.islink(target):
-                os.chmod(target, stat.S_IRWXU)
-            func(target)
-        except OSError:
-            pass
-
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, stat.S_IRWXU)
-            shutil.rmtree(path, onerror=fix_and_retry)
-        else:
-            os.unlink(path)
-    except OSError:
-        pass
+def _plain_id(request) -> object:
+    """The request's id if it is one the host can have sent (a JSON scalar), else None."""
+    value = request.get("id") if isinstance(request, dict) else None
+    return value if isinstance(value, (str, int, float, bool)) or value is None else None
 
 
 def _preload(modules) -> None:
@@ -626,6 +1020,7 @@ def _preload(modules) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _SECCOMP
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="programs run at once")
     parser.add_argument("--timeout", type=float, default=2.0, help="default seconds per transform call")
@@ -636,23 +1031,37 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hello", action="store_true", help="write a ready line once started")
     parser.add_argument("--no-preload", action="store_true", help="import only numpy up front")
     parser.add_argument("--exclusive", action="store_true",
-                        help="PID 1 of a container, alone with its uid: kill all leftovers, wipe --scratch")
+                        help="PID 1 of a container: every other process but the zygote is a leftover")
+    parser.add_argument("--program-uid", type=int,
+                        help="run programs and cleanup as this uid (the runner must be root, with SETUID/SETGID/KILL)")
     parser.add_argument("--scratch", action="append", default=[],
-                        help="a writable directory whose entries owned by our uid are deleted after every program")
+                        help="a writable directory whose entries owned by the programs' uid are deleted after every program")
+    parser.add_argument("--cleanup-limit", type=float, default=2.0,
+                        help="seconds the cleanup after a program may take; past it the program is `error` "
+                             "and the runner retires")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # as PID 1 no in-container signal may reach us
     if args.exclusive and os.getpid() != 1:
         parser.error("--exclusive is only for a runner that is PID 1 of its own container")
+    if args.program_uid is not None and (os.getuid() != 0 or args.program_uid <= 0):
+        parser.error("--program-uid needs a runner started as root and a uid other than 0")
     nproc = 0
-    if args.nproc > 0 and os.getuid() != 0:
-        # RLIMIT_NPROC counts every task of our uid, so count what already runs under it.
-        nproc = args.nproc + (1 if args.exclusive else _count_own_tasks())
-    limits = {"memory": args.memory_mb << 20, "fsize": args.fsize_mb << 20, "nproc": nproc}
+    if args.nproc > 0 and args.program_uid is not None:
+        nproc = args.nproc  # the programs' uid has no other process: the previous program's are gone
+    elif args.nproc > 0 and os.getuid() != 0:
+        # RLIMIT_NPROC counts every task of our uid, so count what already runs under it (+ the zygote).
+        nproc = args.nproc + 1 + (1 if args.exclusive else _count_own_tasks())
+    config = {"memory": args.memory_mb << 20, "fsize": args.fsize_mb << 20, "nproc": nproc,
+              "timeout": args.timeout, "uid": args.program_uid, "scratch": tuple(args.scratch),
+              "exclusive": args.exclusive, "supervisor": os.getpid()}
     workers = 1 if args.exclusive else max(1, args.workers)
     if not args.no_preload:
         _preload(PRELOAD)
-    Runner(workers, limits, args.timeout, args.exclusive, tuple(args.scratch)).serve(args.hello)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs stay ours, so we can kill and reap them
+    _prctl(PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace us or open /proc/<us>/mem
+    _SECCOMP = _seccomp_filter()
+    Runner(workers, config, args.exclusive, args.cleanup_limit).serve(args.hello)
 
 
 if __name__ == "__main__":

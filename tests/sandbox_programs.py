@@ -213,3 +213,90 @@ def workload(n: int, seed: int = 0, timeout_share: float = 0.0, crash_share: flo
         task_id, source = rng.choice(pools[kind])
         out.append((task_id, kind, program_for(task_id, source)))
     return out
+
+
+# -- theft of an earlier program's request or answer (issue 9) ---------------------------------
+
+THIEF = '''import ctypes, gc, sys
+
+A, B = {a!r}, {b!r}  # the earlier program's marker, in two pieces: whole, it exists only where that program was
+N1, N2 = {n1}, {n2}  # its answer is [[N1 + N2]]
+
+
+def has(text):
+    if isinstance(text, (bytes, bytearray)):
+        a, b = A.encode(), B.encode()
+    elif isinstance(text, str):
+        a, b = A, B
+    else:
+        return False
+    i = text.find(a)
+    while i >= 0:
+        if text.startswith(b, i + len(a)):
+            return True
+        i = text.find(a, i + 1)
+    return False
+
+
+def in_frames(answer):
+    hits, frame = 0, sys._getframe(2)  # above transform: what called it
+    while frame is not None:
+        for value in list(frame.f_locals.values()):
+            seen = [value] + list(getattr(value, "__dict__", {{}}).values())
+            if any(has(repr(v)) or repr(answer) in repr(v) for v in seen):
+                hits += 1
+        frame = frame.f_back
+    return hits
+
+
+def in_gc(answer):
+    hits = 0
+    for obj in gc.get_objects():
+        values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+        for v in list(values):
+            if (type(v) is int and v == answer) or has(v):
+                hits += 1
+    return hits
+
+
+def in_memory():
+    """Hits in our own memory; -1 where we may not read it (a non-dumpable process of another uid
+    than root's: the seccomp filter refuses PR_SET_DUMPABLE)."""
+    hits = 0
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
+    with open("/proc/self/maps") as f:
+        regions = [line.split()[:2] for line in f]
+    try:
+        mem = open("/proc/self/mem", "rb", buffering=0)
+    except PermissionError:
+        return -1
+    with mem:
+        for span, perms in regions:
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            if end - start > 1 << 30:
+                continue
+            try:
+                mem.seek(start)
+                hits += has(mem.read(end - start))
+            except (OSError, ValueError, OverflowError):
+                pass
+    return hits
+
+
+def transform(grid):
+    answer = N1 + N2
+    return [[in_frames(answer), in_gc(answer), in_memory()]]
+'''
+
+
+def honest_and_thief(marker: str, answer: int) -> tuple[str, str]:
+    """An honest program whose source holds `marker` and whose answer is [[answer]], and a thief
+    that counts where it finds either (the frames above it, gc, its own memory): [[0, 0, 0]] (or
+    [[0, 0, -1]] where it may not read its memory) when nothing of the honest one reached it."""
+    honest = f"SECRET = {marker!r}\n\ndef transform(grid):\n    return [[{answer}]]\n"
+    cut = len(marker) // 2
+    split = answer // 2
+    thief = THIEF.format(a=marker[:cut], b=marker[cut:], n1=split, n2=answer - split)
+    return honest, thief

@@ -4,8 +4,12 @@ backend: no Docker needed. Hostile programs are tested against Docker in test_sa
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -13,6 +17,7 @@ import pytest
 from rps_evals.execution import Program
 from rps_evals.execution.local import LocalExecutor
 from rps_evals.execution.protocol import RUNNER_PATH
+from sandbox_programs import honest_and_thief
 
 G1, G2, T1 = [[1, 2], [3, 4]], [[5, 6]], [[7]]
 
@@ -113,9 +118,11 @@ def test_every_program_starts_from_a_clean_process(executor):
     assert [r.test_outputs for r in results] == [[G1], [[[0, 0, 1]]], [[[0, 0, 1]]]]
 
 
-def test_the_per_call_limit_restarts_with_every_call(executor):
-    source = "import time\ndef transform(grid):\n    time.sleep(0.6)\n    return grid\n"
-    assert run(executor, source, [G1, G2, T1]).status == "ok"  # 1.8 s in all, each call under 1 s
+def test_the_per_call_limit_restarts_with_every_call():
+    # 3 x 1.2 s = 3.6 s in all, over the 3 s limit; each call 1.8 s under it, a margin a busy machine keeps
+    source = "import time\ndef transform(grid):\n    time.sleep(1.2)\n    return grid\n"
+    with LocalExecutor(timeout=3.0, workers=1) as ex:
+        assert run(ex, source, [G1, G2, T1]).status == "ok"
 
 
 def test_printing_is_captured_and_capped(executor):
@@ -174,3 +181,145 @@ def test_exclusive_mode_refuses_to_run_outside_a_container():
     done = subprocess.run([sys.executable, "-I", RUNNER_PATH, "--exclusive"], input="", capture_output=True,
                           text=True, timeout=60)
     assert done.returncode != 0 and "PID 1" in done.stderr
+
+
+# -- issue 9: what protects the programs after a hostile one, as far as it applies locally ------
+
+def test_a_program_finds_nothing_of_the_program_before_it():
+    """Every program is forked from a zygote that never held a request: the frames above the
+    program, gc and its own memory hold nothing of the earlier program's source or answer."""
+    honest, thief = honest_and_thief("rps-secret-" + "5e1f" * 3, 734_211)
+    with LocalExecutor(timeout=10.0, workers=1) as ex:
+        first, stolen = ex.run([Program(honest, [G1]), Program(thief, [G1])])
+    assert (first.status, first.test_outputs) == ("ok", [[[734_211]]])
+    readable = 0 if os.geteuid() == 0 else -1  # /proc/self/mem of a non-dumpable process is root's
+    assert (stolen.status, stolen.test_outputs) == ("ok", [[[0, 0, readable]]]), stolen.error
+
+
+SIBLINGS = "[int(p) for t in os.listdir(f'/proc/{os.getppid()}/task') " \
+           "for p in open(f'/proc/{os.getppid()}/task/{t}/children').read().split() if int(p) != os.getpid()]"
+
+
+@pytest.mark.parametrize("attack, reason", [
+    ("resource.prlimit(os.getppid(), resource.RLIMIT_FSIZE, (0, 0))", "RLIMIT_FSIZE of the runner"),
+    ("os.setpriority(os.PRIO_PROCESS, os.getppid(), 19)", "nice of the runner"),
+    (f"[os.setpriority(os.PRIO_PROCESS, p, 7) for p in {SIBLINGS}]", "nice of the zygote"),
+])
+def test_a_program_that_changes_the_runner_is_blamed_and_the_runner_replaced(attack, reason):
+    """Locally a program runs under the runner's own uid and can change its state; the check after
+    every program catches it, marks that program `error` and the runner retires: the programs it
+    had not answered run on a fresh runner, unharmed."""
+    saboteur = f"import os, resource\ndef transform(grid):\n    {attack}\n    return grid\n"
+    check = "import os\ndef transform(grid):\n    return [[os.getpriority(os.PRIO_PROCESS, 0), int(os.path.exists('/'))]]\n"
+    with LocalExecutor(timeout=5.0, workers=1) as ex:
+        assert ex.run([Program(check, [G1])])[0].test_outputs == [[[0, 1]]]
+        before = ex._proc.pid
+        results = ex.run([Program(saboteur, [G1]), Program(check, [G1]), Program(check, [G1])])
+        after = ex._proc.pid
+    assert results[0].status == "error" and reason in results[0].error and "replaced" in results[0].error
+    assert [(r.status, r.test_outputs) for r in results[1:]] == [("ok", [[[0, 1]]])] * 2
+    assert after != before
+
+
+@pytest.mark.parametrize("line", [b'{"i": 0, "out": NaN}', b'{"i": 0, "out": [[1e999]]}', b"[" * 100_000,
+                                  b'\xff\xfe{"i": 0}', b'{"i": 0, "out": ' + b"9" * 100_000 + b"}"])
+def test_any_bytes_on_the_result_channel_are_the_programs_error(executor, line):
+    source = f"import os\ndef transform(grid):\n    os.write(3, {line + bytes([10])!r})\n    return grid\n"
+    pid = executor._proc.pid
+    forged, after = executor.run([Program(source, [G1]), Program("def transform(grid):\n    return grid\n", [G2])])
+    assert forged.status == "error" and "result channel" in forged.error
+    assert (after.status, after.test_outputs) == ("ok", [G2])
+    assert executor._proc.pid == pid  # the runner survived
+
+
+def test_programs_may_not_exec():
+    """The seccomp filter: an exec'd binary would be dumpable again (and could lower oom_score_adj)."""
+    source = "import os, sys\ndef transform(grid):\n    os.execv(sys.executable, [sys.executable, '-c', 'pass'])\n"
+    with LocalExecutor(timeout=5.0, workers=1) as ex:
+        [result] = ex.run([Program(source, [G1])])
+    assert result.status == "error" and "Operation not permitted" in result.error
+
+
+def test_megabyte_requests_and_answers_never_deadlock():
+    row = [0] * 300_000  # ~0.9 MB of JSON per input: ~7 MB requests and ~7 MB answers
+    program = Program("def transform(grid):\n    return 'y' * 900_000\n", [[row]] * 8)
+    with LocalExecutor(timeout=10.0, workers=1) as ex:
+        futures = [ex.submit(program) for _ in range(4)]
+        results = [f.result(timeout=300) for f in futures]
+    assert [(r.status, r.test_outputs) for r in results] == [("ok", ["y" * 900_000] * 8)] * 4
+
+
+def test_a_too_long_program_is_an_error_without_running():
+    source = "# " + "x" * (2 << 20) + "\ndef transform(grid):\n    return grid\n"
+    with LocalExecutor(timeout=5.0, workers=1) as ex:
+        [refused] = ex.run([Program(source, [G1])])
+    assert refused.status == "error" and "characters long" in refused.error
+    # the runner refuses it by itself too (the Inspect path sends it unchecked)
+    request = json.dumps({"id": 7, "source": source, "inputs": [G1], "num_tests": 1})
+    done = subprocess.run([sys.executable, "-I", RUNNER_PATH, "--workers", "1"], input=request + "\n",
+                          capture_output=True, text=True, timeout=60)
+    [answer] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (answer["id"], answer["status"], answer["error"]) == (7, "error", refused.error)
+
+
+LEAVE_BEHIND = """import os, socket
+def transform(grid):
+    os.chdir({root!r})
+    os.makedirs("a/b/c")
+    open("a/b/c/f", "w").close()
+    for d in ("a/b/c", "a/b", "a"):
+        os.chmod(d, 0)
+    os.mkfifo("fifo")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind("sock")
+    os.symlink("loop", "loop")
+    os.mkdir("deep")
+    os.chdir("deep")
+    for _ in range(3000):
+        os.mkdir("d")
+        os.chdir("d")
+    return grid
+"""
+COUNT_LEFT = "import os\ndef transform(grid):\n    return [[len(os.listdir({root!r}))]]\n"
+
+
+def _runner(root, *requests, extra=()):
+    lines = [json.dumps({"id": i, "source": source.format(root=str(root)), "inputs": [G1], "num_tests": 1})
+             for i, source in enumerate(requests)]
+    done = subprocess.run([sys.executable, "-I", RUNNER_PATH, "--workers", "1", "--timeout", "10",
+                           "--scratch", str(root), *extra], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True, timeout=120)
+    return done, [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    """A scratch directory on tmpfs where there is one, as in the container (a disk's rmdir can be
+    slow enough here for 3000 of them to pass the cleanup limit)."""
+    if not os.path.isdir("/dev/shm"):
+        yield tmp_path
+        return
+    path = tempfile.mkdtemp(dir="/dev/shm", prefix="rps-test-")
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_whatever_a_program_leaves_in_scratch_is_removed_before_the_next(scratch):
+    """Modes 000, a tree 3000 deep, fifos, sockets, symlink loops: the cleaner (never the runner
+    itself) removes them all, and the runner lives on."""
+    done, answers = _runner(scratch, LEAVE_BEHIND, COUNT_LEFT)
+    assert [(a["id"], a["status"]) for a in answers] == [(0, "ok"), (1, "ok")], answers
+    assert answers[1]["outputs"] == [[[0]]] and list(scratch.iterdir()) == []
+    assert done.returncode == 0
+
+
+def test_cleanup_past_its_limit_is_charged_to_the_program_that_caused_it(scratch):
+    """The cleanup has a time limit; past it the program that left the files is `error` saying so,
+    and the runner retires (the next program would otherwise find them): it answers no more."""
+    leave = "def transform(grid):\n" \
+            "    for i in range(2000):\n        open({root!r} + f'/f{{i}}', 'w').close()\n    return grid\n"
+    done, answers = _runner(scratch, leave, COUNT_LEFT, extra=("--cleanup-limit", "0"))
+    assert [a["id"] for a in answers] == [0, None]
+    assert answers[0]["status"] == "error" and "than the runner can remove in 0 s" in answers[0]["error"]
+    assert answers[1]["retire"] == answers[0]["error"]
+    assert done.returncode == 0

@@ -1,4 +1,4 @@
-"""The hostile-program battery (issue 3), against the real Docker sandbox.
+"""The hostile-program battery (issues 3 and 9), against the real Docker sandbox.
 
 Every hostile program runs in a batch with a follow-up program on ONE container (workers=1), so the
 follow-up runs right after it in the same runner. Each test asserts the hostile program's exact
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from docker_support import require_image
+from sandbox_programs import honest_and_thief
 from rps_evals.execution import Program
 from rps_evals.execution.docker import DockerExecutor
 
@@ -31,16 +32,30 @@ import builtins, json, os
 import numpy as np
 
 def transform(grid):
-    me = os.getpid()
-    others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
-    left = os.listdir("/tmp") + os.listdir("/dev/shm")
+    me, uid = os.getpid(), os.getuid()
+    mine = others = 0
+    for p in os.listdir("/proc"):
+        if p.isdigit() and int(p) != me:
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    owner = int([line for line in f if line.startswith("Uid:")][0].split()[1])
+            except (OSError, IndexError):
+                continue
+            mine += owner == uid
+            others += owner != uid
+    left = os.listdir("/tmp") + os.listdir("/dev/shm") + os.listdir("/dev/mqueue")
+    for kind in ("shm", "sem", "msg"):
+        with open(f"/proc/sysvipc/{kind}") as f:
+            left += f.read().splitlines()[1:]
     sane = (np.rot90(np.array([[1, 2]])).tolist() == [[2], [1]] and len([1, 2, 3]) == 3
             and sorted([3, 1]) == [1, 3] and callable(print) and json.dumps([1]) == "[1]"
-            and not hasattr(builtins, "poisoned"))
-    return [[len(others), len(left), int(sane)]] + [list(r) for r in grid]
+            and not hasattr(builtins, "poisoned") and os.getppid() == 1)
+    return [[mine, len(left), int(sane), others]] + [list(r) for r in grid]
 """
 FOLLOW_UP_GRID = [[4, 5]]
-FOLLOW_UP_OUTPUT = [[0, 0, 1], [4, 5]]
+# no other process of the programs' uid, nothing left, a sane interpreter whose parent is the runner,
+# and two processes of another uid: the runner (PID 1) and its zygote
+FOLLOW_UP_OUTPUT = [[0, 0, 1, 2], [4, 5]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,79 @@ class Hostile:
     status: str
     error: str = ""  # a substring the error must contain
     outputs: list | None = None  # exact test outputs, where the program returns
+
+
+EVERY_CHANGE = """
+me, hits = os.getpid(), 0
+attempts = [lambda p: resource.prlimit(p, resource.RLIMIT_FSIZE, (0, 0)),
+            lambda p: resource.prlimit(p, resource.RLIMIT_NPROC, (1, 1)),
+            lambda p: os.setpriority(os.PRIO_PROCESS, p, 19),
+            lambda p: os.sched_setaffinity(p, {0}),
+            lambda p: os.sched_setscheduler(p, os.SCHED_IDLE, os.sched_param(0)),
+            lambda p: open(f"/proc/{p}/oom_score_adj", "w").write("-1000"),
+            lambda p: os.kill(p, signal.SIGSTOP)]
+for p in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+    for attempt in attempts:
+        try:
+            attempt(p)
+            hits += 1
+        except OSError:
+            pass
+return [[hits]]
+"""
+LOWER_OOM_SCORE = """
+made_dumpable = ctypes.CDLL(None, use_errno=True).prctl(4, 1, 0, 0, 0)
+try:
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("0")
+    lowered = 1
+except OSError:
+    lowered = 0
+try:  # an exec'd binary would be dumpable again
+    os.execv(sys.executable, [sys.executable, "-c", "open('/proc/self/oom_score_adj', 'w').write('0')"])
+except OSError:
+    execed = 0
+for _ in range(5):  # then fill the container: the kernel must pick these, never the runner
+    if os.fork() == 0:
+        x = bytearray(400 * 2**20)
+        time.sleep(1e9)
+time.sleep(1)
+return [[made_dumpable, lowered, execed]]
+"""
+MANY_FILES = """
+made = []
+for root in ("/tmp", "/dev/shm"):
+    n = 0
+    try:
+        while n < 150_000:
+            open(f"{root}/f{n}", "w").close()
+            n += 1
+    except OSError:
+        pass
+    made.append(int(n < 150_000))  # the file systems hold only a few thousand inodes
+return [made]
+"""
+SPECIAL_FILES = """
+for root in ("/tmp", "/dev/shm"):
+    os.mkfifo(f"{root}/fifo")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(f"{root}/sock")
+    s.listen(1)
+    os.symlink(f"{root}/loop", f"{root}/loop")
+    os.symlink("/", f"{root}/root")
+    os.mkdir(f"{root}/dir")
+    os.mkfifo(f"{root}/dir/fifo")
+return grid
+"""
+IPC_LEFT = """
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.shmget(0, 4096, 0o1000 | 0o600) >= 0  # IPC_PRIVATE, IPC_CREAT
+assert libc.semget(0, 1, 0o1000 | 0o600) >= 0
+assert libc.msgget(0, 0o1000 | 0o600) >= 0
+libc.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+assert libc.mq_open(b"/left", os.O_CREAT | os.O_RDWR, 0o600, None) >= 0
+return grid
+"""
 
 
 def _fn(body: str, imports: str = "") -> str:
@@ -73,9 +161,13 @@ CASES = [
             _fn("for _ in range(4):\n    threading.Thread(target=spin).start()\n"
                 "threading.Thread(target=time.sleep, args=(1e9,), daemon=True).start()\nreturn grid",
                 "import threading, time\ndef spin():\n    while True:\n        pass\n"), "ok", outputs=[GRID]),
-    Hostile("kill_pid_1", _fn("os.kill(1, signal.SIGKILL)\nos.kill(os.getppid(), signal.SIGKILL)\nreturn grid",
-                              "import os, signal"), "ok", outputs=[GRID]),
-    Hostile("stop_pid_1", _fn("os.kill(1, signal.SIGSTOP)\nreturn grid", "import os, signal"), "ok", outputs=[GRID]),
+    # the runner is another uid: no signal reaches it (issue 9)
+    Hostile("kill_pid_1", _fn("os.kill(1, signal.SIGKILL)\nreturn grid", "import os, signal"),
+            "error", "Operation not permitted"),
+    Hostile("kill_the_parent", _fn("os.kill(os.getppid(), signal.SIGKILL)\nreturn grid", "import os, signal"),
+            "error", "Operation not permitted"),
+    Hostile("stop_pid_1", _fn("os.kill(1, signal.SIGSTOP)\nreturn grid", "import os, signal"),
+            "error", "Operation not permitted"),
     Hostile("ptrace_the_runner", _fn("return [[ctypes.CDLL(None).ptrace(16, 1, 0, 0)]]", "import ctypes"),
             "ok", outputs=[[[-1]]]),
     Hostile("sys_exit", _fn("sys.exit(0)", "import sys"), "error", "SystemExit"),
@@ -121,6 +213,46 @@ CASES = [
             _fn("builtins.sorted = lambda *a, **k: []\nbuiltins.print = None\nbuiltins.poisoned = True\n"
                 "np.rot90 = lambda *a, **k: 0\nnp.array = lambda *a, **k: 0\njson.dumps = lambda *a, **k: 'x'\n"
                 "return grid", "import builtins, json\nimport numpy as np"), "ok", outputs=[GRID]),
+    # sabotage of every later program through the runner's own state (issue 9)
+    Hostile("prlimit_fsize_of_the_runner", _fn("resource.prlimit(1, resource.RLIMIT_FSIZE, (0, 0))\nreturn grid",
+                                               "import resource"), "error", "Operation not permitted"),
+    Hostile("prlimit_nproc_of_the_runner", _fn("resource.prlimit(1, resource.RLIMIT_NPROC, (1, 1))\nreturn grid",
+                                               "import resource"), "error", "Operation not permitted"),
+    Hostile("renice_the_runner", _fn("os.setpriority(os.PRIO_PROCESS, 1, 19)\nreturn grid", "import os"),
+            "error", "Operation not permitted"),
+    Hostile("pin_the_runner_to_one_cpu", _fn("os.sched_setaffinity(1, {0})\nreturn grid", "import os"),
+            "error", "Operation not permitted"),
+    Hostile("sched_idle_for_the_runner", _fn("os.sched_setscheduler(1, os.SCHED_IDLE, os.sched_param(0))\nreturn grid",
+                                             "import os"), "error", "Operation not permitted"),
+    Hostile("every_change_to_every_other_process", _fn(EVERY_CHANGE, "import os, resource, signal"), "ok", outputs=[[[0]]]),
+    Hostile("lower_own_oom_score_adj_then_exhaust_memory", _fn(LOWER_OOM_SCORE, "import ctypes, os, sys, time"),
+            "ok", outputs=[[[-1, 0, 0]]]),
+    # bytes on the result channel that once crashed the runner (issue 9)
+    Hostile("result_line_with_nan", _fn("os.write(3, b'{\"i\": 0, \"out\": NaN}\\n')\nreturn grid", "import os"),
+            "error", "result channel"),
+    Hostile("result_line_with_1e999", _fn("os.write(3, b'{\"i\": 0, \"out\": [[1e999]]}\\n')\nreturn grid", "import os"),
+            "error", "result channel"),
+    Hostile("result_line_nested_100000_deep", _fn("os.write(3, b'[' * 100_000 + b'\\n')\nreturn grid", "import os"),
+            "error", "result channel"),
+    Hostile("result_line_invalid_utf8", _fn("os.write(3, b'\\xff\\xfe{\"i\": 0}\\n')\nreturn grid", "import os"),
+            "error", "result channel"),
+    Hostile("result_line_huge_number", _fn("os.write(3, b'{\"i\": 0, \"out\": ' + b'9' * 100_000 + b'}\\n')\nreturn grid",
+                                            "import os"), "error", "result channel"),
+    Hostile("result_channel_gigabyte", _fn("for _ in range(1024):\n    os.write(3, b'x' * (1 << 20))\nreturn grid",
+                                           "import os"), "error", "too much to the runner's result channel"),
+    Hostile("invalid_utf8_on_stdout_and_stderr", _fn("os.write(1, b'\\xff\\xfe' * 1000)\nos.write(2, b'\\x80' * 1000)\n"
+                                                     "return grid", "import os"), "ok", outputs=[GRID]),
+    # what a program leaves for the cleanup (issue 9)
+    Hostile("tmp_dirs_with_mode_000", _fn("os.makedirs('/tmp/a/b/c')\nopen('/tmp/a/b/c/f', 'w').close()\n"
+                                          "for d in ('/tmp/a/b/c', '/tmp/a/b', '/tmp/a'):\n    os.chmod(d, 0)\n"
+                                          "os.mkdir('/dev/shm/x', 0)\nreturn grid", "import os"), "ok", outputs=[GRID]),
+    Hostile("tmp_tree_3000_deep", _fn("os.chdir('/tmp')\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+                                      "open('leaf', 'w').close()\nreturn grid", "import os"), "ok", outputs=[GRID]),
+    Hostile("tmp_150000_files", _fn(MANY_FILES, "import os"), "ok", outputs=[[[1, 1]]]),
+    Hostile("fifos_sockets_and_symlink_loops_left", _fn(SPECIAL_FILES, "import os, socket"), "ok", outputs=[GRID]),
+    Hostile("sysv_and_posix_ipc_left", _fn(IPC_LEFT, "import ctypes, os"), "ok", outputs=[GRID]),
+    Hostile("source_of_20_mb", "# " + "x" * 20_000_000 + "\ndef transform(grid):\n    return grid\n",
+            "error", "characters long"),
     # return values
     Hostile("return_generator", _fn("return (row for row in grid)"), "error", "non-serialisable generator"),
     Hostile("return_huge_array", _fn("return np.zeros((5000, 5000), dtype=int)", "import numpy as np"),
@@ -191,5 +323,54 @@ def test_battery_covers_the_issue_list():
                 "fill_tmp", "write_host_file", "read_host_file", "connect_host_loopback", "connect_outside",
                 "kill_pid_1", "sys_exit", "os_exit", "segfault_via_ctypes", "recursion_bomb", "threads_left_running",
                 "monkey_patch_builtins_numpy_json", "return_generator", "return_huge_array",
-                "return_self_referencing_list"}
+                "return_self_referencing_list",
+                # issue 9
+                "prlimit_fsize_of_the_runner", "prlimit_nproc_of_the_runner", "renice_the_runner",
+                "pin_the_runner_to_one_cpu", "sched_idle_for_the_runner", "every_change_to_every_other_process",
+                "lower_own_oom_score_adj_then_exhaust_memory", "result_line_with_nan", "result_line_with_1e999",
+                "result_line_nested_100000_deep", "result_line_invalid_utf8", "result_line_huge_number",
+                "result_channel_gigabyte", "tmp_dirs_with_mode_000", "tmp_tree_3000_deep", "tmp_150000_files",
+                "fifos_sockets_and_symlink_loops_left", "sysv_and_posix_ipc_left", "source_of_20_mb"}
     assert required <= names
+
+
+def test_a_program_finds_nothing_of_the_program_before_it(executor):
+    """Item 2 of issue 9: the frames above a program, gc and its own memory hold nothing of the
+    earlier program (its source, its inputs, its answer), so a thief cannot score its answer."""
+    marker, answer = "rps-secret-" + os.urandom(6).hex(), 700_000 + int.from_bytes(os.urandom(2), "big")
+    honest, thief = honest_and_thief(marker, answer)
+    containers = executor.container_ids()
+    first, stolen, follow_up = executor.run([Program(honest, [GRID]), Program(thief, [GRID]),
+                                             Program(FOLLOW_UP, [FOLLOW_UP_GRID])])
+    assert (first.status, first.test_outputs) == ("ok", [[[answer]]])
+    # -1: it may not even read its own memory (non-dumpable, another uid than /proc/self/mem's owner)
+    assert (stolen.status, stolen.test_outputs) == ("ok", [[[0, 0, -1]]]), stolen.error
+    assert (follow_up.status, follow_up.test_outputs) == ("ok", [FOLLOW_UP_OUTPUT]), follow_up.error
+    assert executor.container_ids() == containers
+
+
+def test_megabyte_requests_and_answers_never_deadlock():
+    """Item 4 of issue 9: ~7 MB requests queued behind programs that answer ~7 MB each, on one
+    container: the reader never waits on a send, so every program finishes."""
+    image = require_image()
+    row = [0] * 300_000  # ~0.9 MB of JSON per input
+    program = Program("def transform(grid):\n    return 'y' * 900_000\n", [[row]] * 8)
+    with DockerExecutor(timeout=10.0, workers=1, depth=2, image=image) as ex:
+        futures = [ex.submit(program) for _ in range(4)]
+        results = [f.result(timeout=300) for f in futures]
+    assert [(r.status, r.test_outputs) for r in results] == [("ok", ["y" * 900_000] * 8)] * 4
+
+
+def test_the_runner_keeps_only_the_capabilities_it_needs_and_programs_none(executor):
+    """Item 1 of issue 9: a program runs as the containers' own unprivileged uid with no capability,
+    no_new_privs, the seccomp filter and oom_score_adj 1000 it cannot lower."""
+    source = _fn("""
+fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+caps = [int(fields[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")]
+return [[os.getuid(), os.getgid(), *caps, int(fields["NoNewPrivs"]), int(fields["Seccomp"]),
+         int(open("/proc/self/oom_score_adj").read())]]
+""", "import os")
+    [result] = executor.run([Program(source, [GRID])])
+    uid, gid, *rest = result.test_outputs[0][0]
+    assert uid >= 100_000 and gid == uid
+    assert rest == [0, 0, 0, 0, 1, 2, 1000]

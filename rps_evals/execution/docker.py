@@ -6,6 +6,7 @@ import atexit
 import collections
 import json
 import os
+import queue
 import secrets
 import signal
 import socket
@@ -17,15 +18,40 @@ from dataclasses import dataclass
 from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program, SandboxUnavailable
 from rps_evals.execution.image import (
     LABEL,
-    SANDBOX_IMAGE,
     _force_remove,
-    _image_exists,
+    check_image,
     docker_client,
     remove_leftover_containers,
+    sandbox_image,
 )
+
+
+@dataclass(frozen=True)
+class ContainerLimits:
+    """The limits of every sandbox container: DockerExecutor's, and sandbox/compose.yaml's as
+    rendered by rps_evals.inspect_eval.sandbox.compose_file() for Inspect's own docker sandbox."""
+
+    memory_mb: int = 1024  # per program (the runner's RLIMIT_AS)
+    runner_mb: int = 256  # the runner itself; the container may use memory_mb + runner_mb in all
+    pids: int = 128
+    tmpfs_mb: int = 64  # /tmp
+    shm_mb: int = 8  # /dev/shm
+    tmpfs_inodes: int = 4096  # files + directories in /tmp: bounds what cleanup after a program costs
+    shm_inodes: int = 1024  # the same for /dev/shm
+
+    @property
+    def container_mb(self) -> int:
+        return self.memory_mb + self.runner_mb
+
+
+LIMITS = ContainerLimits()
+# What the runner (root in its container, PID 1) keeps: start each program under the programs' uid,
+# and kill what programs leave. Programs themselves get no capability at all.
+RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL")
 from rps_evals.execution.protocol import (
     RUNNER_IN_IMAGE,
     execution_from_answer,
+    refusal,
     request_line,
     runner_command,
     runner_failure,
@@ -53,7 +79,9 @@ class _Slot:
         self.outstanding: collections.OrderedDict[int, _Item] = collections.OrderedDict()
         self.ready = False
         self.broken = ""
+        self.retiring = False  # the runner said it retires: what it had not answered runs again
         self.stderr_tail = b""
+        self.sendq: queue.SimpleQueue | None = None  # request lines for this container's writer thread
 
 
 class DockerExecutor(Executor):
@@ -61,33 +89,32 @@ class DockerExecutor(Executor):
 
     `workers` containers are started on first use; requests are streamed to the runners over the
     attach socket, at most `depth` per container, so a runner always has its next program ready.
-    Each container: no network, read-only root with small tmpfs, memory and pids limits, no
-    capabilities, no-new-privileges, a random non-root uid of its own (so RLIMIT_NPROC counts only
-    its processes) and the runner as PID 1 (no program can signal it) in `--exclusive` mode (after
-    each program every leftover process, file and IPC object is removed). A container that dies is
-    replaced; only the program it was running is marked `error`, the ones queued behind it re-run.
+    Each container: no network, read-only root with small tmpfs (bounded in bytes and inodes),
+    memory and pids limits, no-new-privileges, and the runner as PID 1 in `--exclusive` mode, root
+    with only SETUID, SETGID and KILL: it runs every program under a random uid of the container's
+    own (no capabilities, seccomp, its own rlimits), so no program can signal, trace or re-limit the
+    runner, and after each program every leftover process, file and IPC object is removed (see
+    docs/sandbox.md). A container that dies is replaced; only the program it was running is marked
+    `error`, the ones queued behind it re-run. Requests are sent by one writer thread per container,
+    so reading answers never waits on sending requests.
     """
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None, memory_mb: int = 1024,
-                 image: str | None = None, depth: int = 2, pids_limit: int = 128, tmpfs_mb: int = 64,
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None,
+                 memory_mb: int = LIMITS.memory_mb, image: str | None = None, depth: int = 2,
+                 pids_limit: int = LIMITS.pids, tmpfs_mb: int = LIMITS.tmpfs_mb,
                  start_timeout: float = 120.0, runtime: str | None = None):
         super().__init__(timeout, workers)
         # e.g. "runsc" (gVisor) for a kernel boundary too; default: the engine's own (runc)
         self.runtime = runtime or os.environ.get("RPS_EVALS_DOCKER_RUNTIME") or None
         self.memory_mb = memory_mb
-        self.image = image or os.environ.get("RPS_EVALS_SANDBOX_IMAGE") or SANDBOX_IMAGE
+        self._client = docker_client()
+        self.image = image or sandbox_image(self._client)
         self.depth = max(1, depth)
         self.pids_limit = pids_limit
         self.tmpfs_mb = tmpfs_mb
         self.start_timeout = start_timeout
         self.token = secrets.token_hex(4)
-        self._client = docker_client()
-        if not _image_exists(self._client, self.image):
-            raise SandboxUnavailable(
-                f"the sandbox image {self.image} is not built yet: run `rps-evals sandbox build` "
-                "(or `bash sandbox/build_offline.sh` where no registry is reachable; from Python: "
-                "rps_evals.execution.image.ensure_image())"
-            )
+        check_image(self.image, self._client)
         self._slots: list[_Slot] = []
         self._queue: collections.deque[_Item] = collections.deque()
         self._start_lock = threading.Lock()
@@ -125,6 +152,10 @@ class DockerExecutor(Executor):
         return self
 
     def _submit(self, program: Program, future: Future) -> None:
+        refused = refusal(program)
+        if refused is not None:
+            future.set_result(refused)
+            return
         if not self._started:
             self.start()
         with self._lock:
@@ -165,26 +196,27 @@ class DockerExecutor(Executor):
 
     # -- containers ---------------------------------------------------------------------------
     def _container_config(self, slot: _Slot) -> dict:
-        uid = 100_000 + secrets.randbelow(1_000_000_000)  # its own uid: RLIMIT_NPROC counts per uid
-        memory = self.memory_mb + 256
+        uid = 100_000 + secrets.randbelow(1_000_000_000)  # the programs' own uid: RLIMIT_NPROC counts per uid
+        memory = self.memory_mb + LIMITS.runner_mb
         return dict(
             image=self.image,
             command=runner_command(RUNNER_IN_IMAGE, timeout=self.timeout, memory_mb=self.memory_mb, extra=(
-                "--exclusive", "--hello", "--nproc", str(max(8, self.pids_limit // 2)),
+                "--exclusive", "--hello", "--nproc", str(max(8, self.pids_limit // 2)), "--program-uid", str(uid),
                 "--scratch", "/tmp", "--scratch", "/dev/shm")),
             name=f"rps-sandbox-{self.token}-{slot.index}-{slot.generation}",
-            user=f"{uid}:{uid}",
+            user="0:0",  # the runner only: it starts every program as `uid`, see cap_add
             stdin_open=True,
             tty=False,
             network_mode="none",
             read_only=True,
-            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={self.tmpfs_mb}m,mode=1777"},
+            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={self.tmpfs_mb}m,nr_inodes={LIMITS.tmpfs_inodes},mode=1777",
+                   "/dev/shm": f"rw,nosuid,nodev,noexec,size={LIMITS.shm_mb}m,nr_inodes={LIMITS.shm_inodes},mode=1777"},
             ipc_mode="private",
-            shm_size="8m",
             mem_limit=f"{memory}m",
             memswap_limit=f"{memory}m",
             pids_limit=self.pids_limit,
             cap_drop=["ALL"],
+            cap_add=list(RUNNER_CAPABILITIES),
             security_opt=["no-new-privileges:true"],
             init=False,  # the runner itself is PID 1: no program in the container can signal it
             working_dir="/tmp",
@@ -222,9 +254,12 @@ class DockerExecutor(Executor):
             raw = getattr(sock, "_sock", sock)
             raw.settimeout(None)
             slot.sock = raw
+            slot.sendq = queue.SimpleQueue()
             generation = slot.generation
             threading.Thread(target=self._read_slot, args=(slot, generation, raw, ready), daemon=True,
                              name=f"rps-sandbox-{slot.index}").start()
+            threading.Thread(target=_write_slot, args=(slot.sendq, raw), daemon=True,
+                             name=f"rps-sandbox-{slot.index}-send").start()
             container.start()
             if not ready.wait(self.start_timeout) or slot.generation != generation or not slot.ready:
                 tail = slot.stderr_tail.decode("utf-8", "replace")[-1000:]
@@ -240,6 +275,8 @@ class DockerExecutor(Executor):
             raise
 
     def _discard(self, slot: _Slot) -> None:
+        if slot.sendq is not None:
+            slot.sendq.put(None)
         _close_socket(slot.sock)
         if slot.container_id:
             try:
@@ -250,7 +287,7 @@ class DockerExecutor(Executor):
     def _read_slot(self, slot: _Slot, generation: int, raw, ready: threading.Event) -> None:
         """Demultiplex the attach stream: runner answers on stdout, diagnostics on stderr."""
         stream = raw.makefile("rb")
-        pending = b""
+        pending: list[bytes] = []  # the answer line so far, in pieces (answers can be megabytes)
         try:
             while True:
                 header = stream.read(8)
@@ -263,9 +300,14 @@ class DockerExecutor(Executor):
                 if header[0] == 2:
                     slot.stderr_tail = (slot.stderr_tail + payload)[-4000:]
                     continue
-                pending += payload
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
+                while payload:
+                    cut = payload.find(b"\n")
+                    if cut < 0:
+                        pending.append(payload)
+                        break
+                    pending.append(payload[:cut])
+                    line, pending = b"".join(pending), []
+                    payload = payload[cut + 1:]
                     self._on_answer(slot, generation, line, ready)
         except (OSError, ValueError):
             pass
@@ -290,6 +332,12 @@ class DockerExecutor(Executor):
             with self._lock:
                 self._pump()
             return
+        if answer.get("retire"):  # it found its state changed or its cleanup overran, and exits
+            with self._lock:
+                if slot.generation == generation:
+                    slot.retiring = True
+                    slot.ready = False
+            return
         with self._lock:
             item = slot.outstanding.pop(answer.get("id"), None) if slot.generation == generation else None
             self._pump()
@@ -305,9 +353,15 @@ class DockerExecutor(Executor):
             slot.generation += 1
             items = list(slot.outstanding.values())
             slot.outstanding.clear()
+            if slot.retiring:  # it answered the program it blamed: none of these had started
+                slot.retiring = False
+                self._queue.extendleft(reversed(items))
+                items = []
             self._queue.extendleft(reversed(items[1:]))  # had not started: they run elsewhere or later
             old_id, slot.container_id = slot.container_id, None
             old_sock, slot.sock = slot.sock, None
+            if slot.sendq is not None:
+                slot.sendq.put(None)
         if items:
             tail = slot.stderr_tail.decode("utf-8", "replace").strip()[-500:]
             why = "the sandbox container stopped while running this program"
@@ -354,10 +408,20 @@ class DockerExecutor(Executor):
                     return
                 item = self._queue.popleft()
                 slot.outstanding[item.request_id] = item
-                try:
-                    slot.sock.sendall(item.line)
-                except (OSError, AttributeError):
-                    slot.ready = False  # its reader sees the end and restarts it; the item goes with it
+                slot.sendq.put(item.line)  # never send here: the lock is held and the runner may be busy writing
+
+
+def _write_slot(lines: queue.SimpleQueue, raw) -> None:
+    """Send one container's requests until None or a dead socket (its reader sees the end and
+    restarts it; the requests not answered go with it)."""
+    while True:
+        line = lines.get()
+        if line is None:
+            return
+        try:
+            raw.sendall(line)
+        except OSError:
+            return
 
 
 def _close_socket(sock) -> None:

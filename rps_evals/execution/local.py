@@ -10,14 +10,25 @@ import threading
 from concurrent.futures import Future
 
 from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program
-from rps_evals.execution.protocol import RUNNER_PATH, execution_from_answer, request_line, runner_command, runner_failure
+from rps_evals.execution.protocol import (
+    RUNNER_PATH,
+    execution_from_answer,
+    refusal,
+    request_line,
+    runner_command,
+    runner_failure,
+)
 
 
 class LocalExecutor(Executor):
     """UNSAFE: runs programs in a runner subprocess on this machine, limited only by rlimits.
 
     One runner process, started on first use; its answers are read by a thread and matched to
-    futures by id. If it dies, only the programs in flight fail and the next submit starts another.
+    futures by id. Requests are written under their own lock, never the one the reader needs, so
+    no size of request or answer can block both ends. If the runner dies, only the programs in
+    flight fail and the next submit starts another; if it retires (a program changed its state,
+    which the runner checks after every program), the programs it had not answered run again on
+    a fresh one.
     """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None, memory_mb: int = 1024):
@@ -25,8 +36,13 @@ class LocalExecutor(Executor):
         self.memory_mb = memory_mb
         self._proc: subprocess.Popen | None = None
         self._pending: dict[int, tuple[Future, Program]] = {}
+        self._send_lock = threading.Lock()
 
     def _submit(self, program: Program, future: Future) -> None:
+        refused = refusal(program)
+        if refused is not None:
+            future.set_result(refused)
+            return
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is closed")
@@ -35,12 +51,20 @@ class LocalExecutor(Executor):
             try:
                 if self._proc is None:
                     self._start_runner()
-                self._proc.stdin.write(request_line(request_id, program, self.timeout))
-                self._proc.stdin.flush()
-            except (OSError, ValueError) as exc:
-                self._pending.pop(request_id, None)
-                self._runner_died(f"could not send to the sandbox runner: {exc}")
-                future.set_result(runner_failure(program, f"sandbox runner unavailable: {exc}"))
+            except OSError as exc:
+                self._runner_died(f"could not start the sandbox runner: {exc}")
+                return
+            proc = self._proc
+        self._send(proc, [(request_id, program)])
+
+    def _send(self, proc: subprocess.Popen, requests: list[tuple[int, Program]]) -> None:
+        with self._send_lock:
+            try:
+                for request_id, program in requests:
+                    proc.stdin.write(request_line(request_id, program, self.timeout))
+                proc.stdin.flush()
+            except (OSError, ValueError):
+                pass  # the runner is gone: its reader fails or re-sends what it had not answered
 
     def close(self) -> None:
         with self._lock:
@@ -49,7 +73,8 @@ class LocalExecutor(Executor):
         if proc is None:
             return
         try:
-            proc.stdin.close()  # the runner finishes what it has, answers, and exits
+            with self._send_lock:
+                proc.stdin.close()  # the runner finishes what it has, answers, and exits
         except OSError:
             pass
         try:
@@ -69,19 +94,38 @@ class LocalExecutor(Executor):
         threading.Thread(target=self._read_answers, args=(proc,), daemon=True).start()
 
     def _read_answers(self, proc: subprocess.Popen) -> None:
+        retired = False
         for line in proc.stdout:
             try:
                 answer = json.loads(line)
             except ValueError:
                 continue
+            if not isinstance(answer, dict):
+                continue
+            if answer.get("retire"):
+                retired = True
+                continue
             with self._lock:
                 entry = self._pending.pop(answer.get("id"), None)
             if entry is not None:
                 entry[0].set_result(execution_from_answer(entry[1], answer))
+        proc.wait()
+        again: list[tuple[int, Program]] = []
         with self._lock:
-            if self._proc is proc:  # the runner ended while we still used it
-                self._proc = None
+            if self._proc is not proc:  # closed, or already replaced
+                return
+            self._proc = None
+            if not retired:
                 self._runner_died("the sandbox runner exited unexpectedly")
+                return
+            try:
+                self._start_runner()
+            except OSError as exc:
+                self._runner_died(f"could not restart the sandbox runner: {exc}")
+                return
+            again = [(request_id, program) for request_id, (_, program) in self._pending.items()]
+            fresh = self._proc
+        self._send(fresh, again)
 
     def _runner_died(self, why: str) -> None:
         """Fail only the programs that were in flight (call with the lock held)."""

@@ -32,6 +32,18 @@ def runner_request(request_id: int, program: Program, timeout: float) -> str:
                        "num_tests": len(program.test_inputs), "timeout": timeout})
 
 
+MAX_SOURCE_CHARS = 1 << 20  # the runner's own limit (sandbox/runner.py): a longer program never runs
+
+
+def refusal(program: Program) -> Execution | None:
+    """The `error` a program too long to run gets at once, without sending it (a 20 MB source would
+    cost the transport and the runner seconds that no time limit covers); None for any other."""
+    if len(program.source or "") <= MAX_SOURCE_CHARS:
+        return None
+    return runner_failure(program, f"the program is {len(program.source)} characters long; the sandbox "
+                                   f"runs programs of at most {MAX_SOURCE_CHARS}")
+
+
 def runner_failure(program: Program, why: str) -> Execution:
     return Execution("error", [None] * len(program.test_inputs), [None] * len(program.train_inputs), why)
 
@@ -44,8 +56,6 @@ def execution_from_answer(program: Program, answer: dict) -> Execution:
     n = len(program.test_inputs)
     outputs += [None] * (n + len(program.train_inputs) - len(outputs))
     return Execution(status, outputs[:n], outputs[n:], str(answer.get("error") or ""))
-
-
 
 
 def request_line(request_id: int, program: Program, timeout: float) -> bytes:
