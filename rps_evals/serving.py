@@ -1,6 +1,17 @@
-"""Command lines for evaluating LoRA adapters through vLLM with Inspect (docs/inspect.md).
+"""The one serving recipe: vLLM command lines for evaluating LoRA adapters with Inspect or lm-eval.
 
-Two ways, both built here so the docs, the regression workflow and the tests agree:
+README, docs/training.md, docs/inspect.md, docs/lm-eval.md and `rps-train study` show the lines
+built here (a test compares them), so every front end serves with the same flags:
+- `--max-model-len 40960`: Qwen3's full context. Inspect sets no max_tokens (an answer runs to the
+  model length: a counted token-limit hit); lm-eval's default 15,360 new tokens plus the longest
+  ARC prompt (about 25k tokens) fit in it.
+- `--max-lora-rank 16`: the configs' `lora_r` (the trainer prints the value for other ranks).
+- `--reasoning-parser qwen3` for Inspect only: the thinking comes back apart (`reasoning_content`)
+  and the solver keeps it beside the text. lm-eval reads only the message text, so for it the server
+  runs without a parser: the `<think>` block stays in the text, where the core's parser removes it
+  and the token-limit count sees it.
+
+Two ways for Inspect:
 (a) Inspect starts vLLM itself for one adapter: `--model vllm/<base>:<adapter dir>`;
 (b) one `vllm serve --enable-lora --lora-modules rps=DIR eps=DIR` server, and each adapter
     evaluated by name through Inspect's OpenAI-compatible provider: `--model openai-api/vllm/rps`
@@ -20,6 +31,10 @@ import shlex
 from pathlib import Path
 
 DEFAULT_PORT = 8000
+MAX_MODEL_LEN = 40960
+MAX_LORA_RANK = 16
+# The reasoning parser each front end needs (see the module docstring for why they differ).
+REASONING_PARSER = {"inspect": "qwen3", "lm-eval": None}
 SERVICE = "vllm"  # openai-api/<service>/<model>: Inspect reads <SERVICE>_BASE_URL and <SERVICE>_API_KEY
 
 # Qwen3 model card: thinking mode T=0.6, top_p=0.95, top_k=20, min_p=0; non-thinking T=0.7, top_p=0.8.
@@ -52,21 +67,43 @@ def inspect_vllm_model(base: str, adapter_dir: str | None = None) -> str:
     return f"vllm/{base}:{Path(adapter_dir).expanduser().resolve()}"
 
 
-def vllm_serve_args(base: str, adapters: dict[str, str], *, port: int = DEFAULT_PORT,
-                    max_lora_rank: int = 64, max_model_len: int = 32768,
-                    reasoning_parser: str | None = "qwen3", api_key: str | None = None) -> list[str]:
-    """(b) `vllm serve` for one base model serving every adapter under its own name. With
-    `reasoning_parser`, a reasoning model's thinking comes back apart from its answer."""
-    if not adapters:
-        raise ValueError("give at least one adapter")
-    args = ["vllm", "serve", base, "--port", str(port), "--max-model-len", str(max_model_len),
-            "--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", str(len(adapters)),
-            "--lora-modules", *[f"{name}={path}" for name, path in adapters.items()]]
+def vllm_serve_args(base: str, adapters: dict[str, str] | None = None, *, port: int = DEFAULT_PORT,
+                    max_lora_rank: int = MAX_LORA_RANK, max_model_len: int = MAX_MODEL_LEN,
+                    front_end: str = "inspect", api_key: str | None = None) -> list[str]:
+    """(b) `vllm serve` for one base model (served under its own name) and every adapter under its
+    name; the reasoning parser is the one `front_end` needs."""
+    if front_end not in REASONING_PARSER:
+        raise ValueError(f"front_end must be one of {', '.join(REASONING_PARSER)}, got {front_end!r}")
+    args = ["vllm", "serve", base, "--port", str(port), "--max-model-len", str(max_model_len)]
+    if adapters:
+        args += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--max-loras", str(len(adapters)),
+                 "--lora-modules", *[f"{name}={path}" for name, path in adapters.items()]]
+    reasoning_parser = REASONING_PARSER[front_end]
     if api_key:
         args += ["--api-key", api_key]
     if reasoning_parser:
         args += ["--reasoning-parser", reasoning_parser]
     return args
+
+
+def inspect_vllm_args() -> list[str]:
+    """(a) The `-M` arguments Inspect passes to the vLLM server it starts: the same recipe as (b)."""
+    return ["-M", f"max_model_len={MAX_MODEL_LEN}", "-M", f"reasoning_parser={REASONING_PARSER['inspect']}"]
+
+
+def lmeval_vllm_model_args(base: str, adapter_dir: str | None = None) -> str:
+    """lm-eval's in-process vLLM (`--model vllm --model_args ...`) with the same model length and rank."""
+    args = f"pretrained={base}"
+    if adapter_dir:
+        args += f",lora_local_path={adapter_dir},max_lora_rank={MAX_LORA_RANK}"
+    return args + f",max_model_len={MAX_MODEL_LEN}"
+
+
+def lmeval_served_args(name: str, port: int = DEFAULT_PORT, tokenizer: str | None = None) -> str:
+    """lm-eval's `local-chat-completions` model args for a name served by (b)."""
+    args = (f"model={name},base_url=http://localhost:{port}/v1/chat/completions,num_concurrent=16,"
+            "max_retries=5,timeout=3600")
+    return args + (f",tokenizer={tokenizer}" if tokenizer else "")
 
 
 def served_model(name: str) -> str:
@@ -89,8 +126,10 @@ def generate_args(thinking: bool, max_tokens: int | None = None) -> list[str]:
 
 def eval_command(task: str, model: str, thinking: bool, task_args: dict[str, str] | None = None,
                  max_tokens: int | None = None) -> list[str]:
-    """One `inspect eval` command line."""
+    """One `inspect eval` command line (with the server arguments when Inspect starts vLLM itself)."""
     args = ["inspect", "eval", task, "--model", model]
+    if model.startswith("vllm/"):
+        args += inspect_vllm_args()
     for key, value in (task_args or {}).items():
         args += ["-T", f"{key}={value}"]
     return args + generate_args(thinking, max_tokens)
@@ -108,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", default="rps_evals/arc2")
     parser.add_argument("--thinking", choices=("on", "off"), default="on")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--front-end", choices=tuple(REASONING_PARSER), default="inspect",
+                        help="print the recipe for Inspect (default) or lm-eval")
     parser.add_argument("-T", dest="task_args", action="append", default=[], metavar="KEY=VALUE")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--print-serve", action="store_true", help="print only the vllm serve command")
@@ -128,21 +169,33 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.base:
         parser.error("--base is required")
-    serve = vllm_serve_args(args.base, adapters, port=args.port, api_key="$VLLM_API_KEY") if adapters else None
-    if args.print_serve:
-        if serve is None:
-            parser.error("--print-serve needs at least one --adapter")
+    serve = vllm_serve_args(args.base, adapters, port=args.port, front_end=args.front_end)
+    if args.print_serve:  # for scripts (the regression workflow): the server requires $VLLM_API_KEY
+        print(shell_line(vllm_serve_args(args.base, adapters, port=args.port, front_end=args.front_end,
+                                         api_key="$VLLM_API_KEY")))
+        return 0
+    if args.front_end == "lm-eval":
+        tasks = ("--tasks arc_prog --include_path \"$(python -m rps_evals.lmeval --tasks-path)\" "
+                 "--apply_chat_template --confirm_run_unsafe_code")
+        print("# (a) lm-eval starts vLLM in-process, one adapter at a time")
+        for name, path in list(adapters.items()) or [("base", None)]:
+            print(f"lm_eval --model vllm --model_args {lmeval_vllm_model_args(args.base, path)} {tasks} "
+                  f"--batch_size auto --output_path results/{name} --log_samples")
+        print("\n# (b) one server for every adapter (no --reasoning-parser: lm-eval reads only the text)")
         print(shell_line(serve))
+        for name in list(adapters) or [args.base]:
+            print(f"lm_eval --model local-chat-completions --model_args "
+                  f"{lmeval_served_args(name, args.port, args.base)} {tasks} --gen_kwargs seed=None "
+                  f"--output_path results/{name.replace('/', '_')} --log_samples")
         return 0
     print("# (a) Inspect starts vLLM with the adapter itself")
     for path in list(adapters.values()) or [None]:
         print(shell_line(eval_command(args.task, inspect_vllm_model(args.base, path), thinking, task_args)))
-    if serve:
-        print("\n# (b) one server for every adapter, then one eval per adapter")
-        print(shell_line(serve))
-        print(f"export VLLM_BASE_URL=http://localhost:{args.port}/v1")
-        for name in adapters:
-            print(shell_line(eval_command(args.task, served_model(name), thinking, task_args)))
+    print("\n# (b) one server for the base model and every adapter, then one eval per model name")
+    print(shell_line(serve))
+    print(f"export VLLM_BASE_URL=http://localhost:{args.port}/v1 VLLM_API_KEY=EMPTY")
+    for name in list(adapters) or [args.base]:
+        print(shell_line(eval_command(args.task, served_model(name), thinking, task_args)))
     return 0
 
 

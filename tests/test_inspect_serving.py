@@ -90,10 +90,64 @@ def test_cli_prints_both_ways(capsys):
                  "--thinking", "off"]) == 0
     out = capsys.readouterr().out
     assert "--model vllm/Qwen/Qwen3-8B:/a/rps" in out and "--model vllm/Qwen/Qwen3-8B:/a/eps" in out
-    assert "--lora-modules rps=/a/rps eps=/a/eps --api-key $VLLM_API_KEY" in out
+    assert ("vllm serve Qwen/Qwen3-8B --port 8000 --max-model-len 40960 --enable-lora --max-lora-rank 16 "
+            "--max-loras 2 --lora-modules rps=/a/rps eps=/a/eps --reasoning-parser qwen3\n") in out
+    assert "--model vllm/Qwen/Qwen3-8B:/a/rps -M max_model_len=40960 -M reasoning_parser=qwen3" in out
     assert "--model openai-api/vllm/rps" in out and "--model openai-api/vllm/eps" in out
     assert main(["--print-eval", "--model", "openai-api/vllm/rps"]) == 0
     assert capsys.readouterr().out.rstrip().endswith('"$@"')
+    # scripts get a server that requires the key
+    assert main(["--print-serve", "--base", "B", "--adapter", "candidate=/a/c"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("--lora-modules candidate=/a/c --api-key $VLLM_API_KEY "
+                                                      "--reasoning-parser qwen3")
+    # lm-eval: the same server without the reasoning parser, the same length and rank in-process
+    assert main(["--base", "Qwen/Qwen3-8B", "--adapter", "rps=/a/rps", "--front-end", "lm-eval"]) == 0
+    out = capsys.readouterr().out
+    assert ("vllm serve Qwen/Qwen3-8B --port 8000 --max-model-len 40960 --enable-lora --max-lora-rank 16 "
+            "--max-loras 1 --lora-modules rps=/a/rps\n") in out
+    assert "pretrained=Qwen/Qwen3-8B,lora_local_path=/a/rps,max_lora_rank=16,max_model_len=40960 " in out
+    assert "--reasoning-parser qwen3" not in out
+
+
+def _doc_commands(text: str, start: str) -> list[str]:
+    """Each shell command of `text` that starts with `start`, continuation lines joined."""
+    commands, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(start):
+            command = line.strip()
+            while command.endswith("\\"):
+                i += 1
+                command = command[:-1].rstrip() + " " + lines[i].strip()
+            commands.append(command.removesuffix(" &").strip())
+    return commands
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/training.md", "docs/inspect.md", "docs/lm-eval.md"])
+def test_the_docs_show_the_one_serving_recipe(doc):
+    """Every `vllm serve` line of the docs is the recipe rps_evals.serving builds for its own model
+    and adapters, for Inspect or (no reasoning parser) for lm-eval; every lm-eval and Inspect-started
+    vLLM uses the same model length and LoRA rank."""
+    text = (ROOT / doc).read_text()
+    serves = _doc_commands(text, "vllm serve ")
+    assert serves, f"{doc} shows no vllm serve line"
+    for line in serves:
+        argv = line.split()
+        adapters = {}
+        if "--lora-modules" in argv:
+            at = argv.index("--lora-modules") + 1
+            while at < len(argv) and not argv[at].startswith("--"):
+                name, _, path = argv[at].partition("=")
+                adapters[name] = path
+                at += 1
+        front_end = "inspect" if "--reasoning-parser" in argv else "lm-eval"
+        assert line == " ".join(vllm_serve_args(argv[2], adapters, front_end=front_end)), (doc, line)
+        if doc == "docs/lm-eval.md":
+            assert front_end == "lm-eval", "lm-eval reads only the text: no reasoning parser"
+    import re
+
+    assert set(re.findall(r"max_model_len=(\d+)", text)) <= {"40960"}
+    assert set(re.findall(r"max_lora_rank=(\d+)", text)) <= {"16"}
+    assert set(re.findall(r"--max-model-len (\d+)", text)) <= {"40960"}
 
 
 # ---- reasoning kept: a fake OpenAI-compatible server on 127.0.0.1 --------------------------------

@@ -237,7 +237,7 @@ def test_saved_adapters_load_with_peft_and_vllm_layout(runs):
 def test_printed_commands(runs):
     root, printed = runs["root"], runs["printed"]
     adapter = (root / "eps" / "stage2").resolve()
-    assert f"vllm serve {runs['model']} --port 8000 --max-model-len 32768 --enable-lora --max-lora-rank 8 " \
+    assert f"vllm serve {runs['model']} --port 8000 --max-model-len 40960 --enable-lora --max-lora-rank 8 " \
            f"--max-loras 1 --lora-modules eps={adapter}" in printed
     assert "inspect eval rps_evals/arc2 --model openai-api/vllm/eps" in printed
     assert f"inspect eval rps_evals/arc2 --model vllm/{runs['model']}:{adapter}" in printed
