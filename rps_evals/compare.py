@@ -42,9 +42,9 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     """Exact two-sided McNemar p-value from the discordant counts."""
     if only_a + only_b == 0:
         return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
     from scipy.stats import binomtest
 
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 @dataclass(frozen=True)
