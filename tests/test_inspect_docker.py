@@ -79,5 +79,6 @@ def test_inspect_docker_containers_get_the_executors_limits():
     service = yaml.safe_load(done.stdout)["services"]["default"]
     assert int(service["mem_limit"]) == int(service["memswap_limit"]) == LIMITS.container_mb << 20
     assert int(service["pids_limit"]) == LIMITS.pids
-    assert int(service["shm_size"]) == LIMITS.shm_mb << 20
-    assert service["tmpfs"] == [f"/tmp:rw,nosuid,nodev,noexec,size={LIMITS.tmpfs_mb}m,mode=1777"]
+    assert service["tmpfs"] == [
+        f"/tmp:rw,nosuid,nodev,noexec,size={LIMITS.tmpfs_mb}m,nr_inodes={LIMITS.tmpfs_inodes},mode=1777",
+        f"/dev/shm:rw,nosuid,nodev,noexec,size={LIMITS.shm_mb}m,nr_inodes={LIMITS.shm_inodes},mode=1777"]

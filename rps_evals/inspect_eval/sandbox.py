@@ -15,7 +15,8 @@ from importlib.resources import files
 from typing import Sequence
 
 from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Program
-from rps_evals.execution.image import SANDBOX_IMAGE
+from rps_evals.execution.docker import LIMITS
+from rps_evals.execution.image import sandbox_image
 from rps_evals.execution.protocol import (
     RUNNER_IN_IMAGE,
     execution_from_answer,
@@ -30,8 +31,18 @@ PROGRAM_USER = "10002:10002"
 
 
 def compose_file() -> str:
-    """sandbox/compose.yaml, pointed at the image built from this package's runner."""
-    os.environ.setdefault("RPS_EVALS_SANDBOX_IMAGE", SANDBOX_IMAGE)
+    """sandbox/compose.yaml, pointed at the image built from this package's runner, with the
+    executor's container limits (compose reads them from these variables; Inspect runs compose in
+    this process's environment)."""
+    os.environ.setdefault("RPS_EVALS_SANDBOX_IMAGE", sandbox_image())
+    os.environ.update({
+        "RPS_EVALS_SANDBOX_MEMORY": f"{LIMITS.container_mb}m",
+        "RPS_EVALS_SANDBOX_PIDS": str(LIMITS.pids),
+        "RPS_EVALS_SANDBOX_TMPFS": f"{LIMITS.tmpfs_mb}m",
+        "RPS_EVALS_SANDBOX_SHM": f"{LIMITS.shm_mb}m",
+        "RPS_EVALS_SANDBOX_TMPFS_INODES": str(LIMITS.tmpfs_inodes),
+        "RPS_EVALS_SANDBOX_SHM_INODES": str(LIMITS.shm_inodes),
+    })
     return str(files("rps_evals.sandbox") / "compose.yaml")
 
 
@@ -48,7 +59,7 @@ def _is_docker_sandbox(environment) -> bool:
 
 
 async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = DEFAULT_TIMEOUT, *,
-                                 sandbox_name: str | None = None, memory_mb: int = 1024,
+                                 sandbox_name: str | None = None, memory_mb: int = LIMITS.memory_mb,
                                  user: str | None = None) -> list[Execution]:
     """Run `programs` (tests then train inputs, as Executor.run) in the current sample's sandbox.
 
