@@ -94,13 +94,16 @@ def usage_summary(records: Iterable[Any], wall_time_s: float | None = None,
     end (e.g. Inspect's usage of a request that returned several attempts at once) win over the
     sum of the per-attempt counts."""
     records = list(records)
-    outputs = [r.output_tokens for r in records if getattr(r, "output_tokens", None) is not None]
-    reasoning = [r.reasoning_tokens for r in records if getattr(r, "reasoning_tokens", None) is not None]
+    outputs = [r.output_tokens for r in records if r.output_tokens is not None]
+    reasoning = [r.reasoning_tokens for r in records if r.reasoning_tokens is not None]
+    # a sum is a total only if every attempt that generated something has its count
+    every_count = outputs and all(r.output_tokens is not None for r in records if not r.missing and r.api_error is None)
     return {
         "output_tokens_per_attempt": _distribution(outputs),
         "reasoning_tokens_per_attempt": _distribution(reasoning),
-        "output_tokens": output_tokens if output_tokens is not None else (sum(outputs) if outputs else None),
-        "reasoning_tokens": reasoning_tokens if reasoning_tokens is not None else (sum(reasoning) if reasoning else None),
+        "output_tokens": output_tokens if output_tokens is not None else (sum(outputs) if every_count else None),
+        "reasoning_tokens": reasoning_tokens if reasoning_tokens is not None else (
+            sum(reasoning) if every_count and reasoning else None),
         "total_tokens": total_tokens,
         "wall_time_s": round(wall_time_s, 3) if wall_time_s is not None else None,
     }

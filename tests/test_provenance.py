@@ -67,13 +67,13 @@ def test_provenance_block_has_every_field_and_nulls_for_the_unknown():
     assert (unknown["model"], unknown["generation"]) == (None, None)
 
 
-def _record(attempt, output_tokens=None, reasoning_tokens=None):
+def _record(attempt, output_tokens=None, reasoning_tokens=None, missing=False):
     return AttemptRecord("t", attempt, "invalid", "no_program", [None], [None], [False], False,
-                         output_tokens=output_tokens, reasoning_tokens=reasoning_tokens)
+                         output_tokens=output_tokens, reasoning_tokens=reasoning_tokens, missing=missing)
 
 
 def test_usage_summary_hand_computed():
-    records = [_record(1, 10, 4), _record(2, 40), _record(3, 20, 6), _record(4, 30), _record(5)]
+    records = [_record(1, 10, 4), _record(2, 40), _record(3, 20, 6), _record(4, 30), _record(5, missing=True)]
     usage = usage_summary(records, wall_time_s=12.3456)
     # known counts 10, 20, 30, 40: mean 25; nearest rank p50 = 2nd = 20, p90 = ceil(3.6) = 4th = 40
     assert usage["output_tokens_per_attempt"] == {"attempts": 4, "mean": 25.0, "p50": 20, "p90": 40, "max": 40}
@@ -81,6 +81,8 @@ def test_usage_summary_hand_computed():
     assert (usage["output_tokens"], usage["reasoning_tokens"], usage["total_tokens"]) == (100, 10, None)
     assert usage["wall_time_s"] == 12.346
     assert usage_summary([_record(1)])["output_tokens_per_attempt"] is None
+    partial = usage_summary(records + [_record(6)])  # generated, count unknown: no total, same distribution
+    assert partial["output_tokens"] is None and partial["output_tokens_per_attempt"]["attempts"] == 4
     assert usage_summary(records, output_tokens=500, total_tokens=900)["output_tokens"] == 500
     assert percentile([7], 0.9) == 7 and percentile([3, 1, 2], 0.5) == 2
 
