@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from rps_evals.data import Dataset, Task
 from rps_evals.execution import Execution, Executor, Program
-from rps_evals.parse import Grid, as_grid, extract_program, parse_response, strip_reasoning
+from rps_evals.parse import Grid, as_grid, parse_response
 from rps_evals.prompt import PROMPT_VERSION
 from rps_evals import selection
 
@@ -218,9 +218,9 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
         stop_reason=response.stop_reason,
         api_error=api_error,
         error=execution.error,
-        # the same source the executor ran (program_for parses the same completion the same way)
-        hardcoded=hardcoded_reason(task, extract_program(strip_reasoning(response.completion)), execution)
-        if execution.status == "ok" and response.completion else None,
+        # the source the executor ran: program_for is how every front end gets it
+        hardcoded=hardcoded_reason(task, program_for(task, response)[0].source, execution)
+        if execution.status == "ok" else None,
         completion=response.completion,
         reasoning=response.reasoning,
         output_tokens=response.output_tokens,
