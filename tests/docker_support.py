@@ -1,7 +1,8 @@
 """Helpers for the tests that need a real Docker engine (pytest -m docker).
 
-They skip, with the engine's own error as the reason, only when no engine answers; an engine that
-answers without the sandbox image gets it built (CI builds it beforehand: sandbox/build_offline.sh).
+They skip, with the engine's own error as the reason, only when no engine answers (and fail instead
+under RPS_EVALS_REQUIRE_ALL=1, as in .ci/run: tests/conftest.py); an engine that answers without the
+sandbox image gets it built (CI builds it beforehand: `rps-evals sandbox build --mode offline`).
 """
 
 from __future__ import annotations
