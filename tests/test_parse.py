@@ -210,7 +210,7 @@ def test_empty_and_none_completions():
 _fragments = st.sampled_from([
     "<think>", "</think>", "```", "```python\n", "```json\n", "\n", "def transform(", "grid):",
     "Predicted test outputs:", "[", "]", "[[", "]]", ",", "1", "1.0", "true", "null", "{", "}", '"',
-    "[" * 500, "x",
+    "[" * 500, "x", "```Final answer:\n", "```json\n", "  ```py\n", "<think>x</think>",
 ])
 
 
@@ -219,6 +219,9 @@ _fragments = st.sampled_from([
 def test_parser_never_raises_on_fragments(parts, m):
     parsed = parse_response("".join(parts), m)
     assert len(parsed.json_predictions) == m
+    if parsed.program is not None:  # every fence line acts, so none is ever inside a program
+        assert "def transform(" in parsed.program
+        assert not any(line.lstrip(" \t").startswith("```") for line in parsed.program.split("\n"))
 
 
 @settings(max_examples=300, deadline=None)
