@@ -39,7 +39,7 @@ from rps_evals.data import Task, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, Executor, shared_executor
 from rps_evals.versions import require_supported
 from rps_evals.selection import DEFAULT_POLICY, check_policy, check_prices
-from rps_evals.prompt import PROMPT_VERSION, ProgramSynthesis, build_prompt
+from rps_evals.prompt import ProgramSynthesis, build_prompt, prompt_version
 from rps_evals.scoring import (
     AttemptRecord,
     Response,
@@ -79,7 +79,7 @@ def load_docs(arc_dataset: str = "arc1:evaluation", program_synthesis: str = "al
     dataset = load_dataset(arc_dataset)
     docs = [
         {"task_id": task.task_id, "dataset": dataset.name, "dataset_hash": dataset.file_hash,
-         "num_tests": task.num_tests, "program_synthesis": mode, "prompt_version": PROMPT_VERSION}
+         "num_tests": task.num_tests, "program_synthesis": mode, "prompt_version": prompt_version(mode)}
         for task in dataset.tasks.values()
     ]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
