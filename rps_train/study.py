@@ -137,7 +137,11 @@ def _set_name(item: dict) -> str:
 
 def _inspect_eval(item: dict, model: str, model_args: dict, generate: list[str], log_dir: Path,
                   sandbox: str) -> list[str]:
+    from rps_evals.serving import inspect_vllm_args
+
     argv = ["inspect", "eval", item["task"], "--model", model]
+    if model.startswith("vllm/"):  # Inspect starts vLLM itself: the same serving recipe
+        argv += inspect_vllm_args()
     task_args = {"split": item.get("split", "evaluation"), "attempts": item.get("attempts", 2),
                  "sandbox": sandbox}
     if item.get("task_ids"):
@@ -441,16 +445,28 @@ def run(config_path: str, out_dir: str, dry_run: bool = False, until: str | None
             log(f"stopped after {until} (--until)")
             break
     else:
-        _summary(out, log)
+        manifest["summary"] = _summary(out, log)
+        _write_json(manifest_path, manifest)
     return manifest
 
 
-def _summary(out: Path, log) -> None:
+def _summary(out: Path, log) -> dict[str, Any]:
+    """What to look at first: the data's fairness and contamination figures, where the comparison is."""
     data = json.loads((out / "data" / "manifest.json").read_text())
     lengths = data["lengths"]
-    log(f"\nstudy finished: {out / 'comparison.json'}")
-    log(f"data: eval_overlap_tasks {data['eval_overlap_tasks']}; reasoning_chars p50 chosen "
-        f"{lengths['chosen']['reasoning_chars']['p50']} / rejected {lengths['rejected']['reasoning_chars']['p50']}")
+    summary = {
+        "comparison": str(out / "comparison.json"),
+        "eval_overlap_tasks": data["eval_overlap_tasks"],
+        "pairs": {stage: meta["pairs"] for stage, meta in data["stages"].items()},
+        "reasoning_chars_p50": {side: (lengths[side]["reasoning_chars"] or {}).get("p50")
+                                for side in ("chosen", "rejected")},
+        "empty_reasoning": {side: lengths[side]["empty_reasoning"] for side in ("chosen", "rejected")},
+        "length_warnings": lengths["warnings"],
+    }
+    log(f"\nstudy finished: {summary['comparison']}")
+    log(f"data: {summary['pairs']} pairs, eval_overlap_tasks {summary['eval_overlap_tasks']}, reasoning_chars "
+        f"p50 chosen {summary['reasoning_chars_p50']['chosen']} / rejected {summary['reasoning_chars_p50']['rejected']}")
+    return summary
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,8 +40,10 @@ def test_dry_run_prints_the_complete_published_study(tmp_path, capsys):
     assert steps == ["rejected", "data", "rps", "eps", "evaluate", "compare"]
     for piece in [
         # 1. the small model's answers on both training sets, through our Inspect task
-        "inspect eval rps_evals/arc1 --model vllm/Qwen/Qwen3-0.6B -T split=training -T attempts=2 -T sandbox=docker",
-        "inspect eval rps_evals/arc2 --model vllm/Qwen/Qwen3-0.6B -T split=training -T attempts=2 -T sandbox=docker",
+        "inspect eval rps_evals/arc1 --model vllm/Qwen/Qwen3-0.6B -M max_model_len=40960 -M reasoning_parser=qwen3 "
+        "-T split=training -T attempts=2 -T sandbox=docker",
+        "inspect eval rps_evals/arc2 --model vllm/Qwen/Qwen3-0.6B -M max_model_len=40960 -M reasoning_parser=qwen3 "
+        "-T split=training -T attempts=2 -T sandbox=docker",
         # 2. the published quotas, evaluation data excluded (no --allow-eval-overlap)
         "rps-train data --traces Trelis/arc-agi-2-reasoning-5 --easy_tasks 400 --hard_pairs 600 --hard_tasks 250",
         f"--rejected '{out}/logs/rejected-arc1-training/<log>.eval' '{out}/logs/rejected-arc2-training/<log>.eval'",
@@ -91,7 +93,7 @@ def test_resume_skips_what_is_up_to_date(tmp_path, monkeypatch):
                 (path / "part").write_text(f"{step.name} {len(ran)}")
 
     monkeypatch.setattr(study, "run_step", fake_run_step)
-    monkeypatch.setattr(study, "_summary", lambda out, log: None)
+    monkeypatch.setattr(study, "_summary", lambda out, log: {})
     out = tmp_path / "s"
     study.run(str(TINY), str(out), log=lambda *_: None)
     assert ran == list(study.STEPS)
@@ -167,3 +169,5 @@ def test_tiny_study_end_to_end_killed_and_resumed(tmp_path):
         results = json.loads((out / "eval" / f"{name}-arc1-evaluation" / "results.json").read_text())
         assert results["metrics"]["api_errors"] == {"n": 0, "of": 3, "rate": 0.0}
     assert "study finished" in second.stdout
+    summary = json.loads(manifest.read_text())["summary"]
+    assert summary["eval_overlap_tasks"] == 0 and summary["empty_reasoning"] == {"chosen": 0, "rejected": 0}
