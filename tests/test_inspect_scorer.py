@@ -67,28 +67,25 @@ def test_a_log_of_another_task_gets_no_table():
 
 
 def test_explanation_lists_each_attempt_and_draws_small_grids_side_by_side():
-    want = ONE.test_outputs[0]
-    wrong = [row[::-1] for row in want]
-    text = explain([record(ONE, 1, "executed_program", "ok", [True], [want], train_verified=True),
-                    record(ONE, 2, "json_fallback", "error", [False], [wrong]),
-                    record(ONE, 3, "invalid", "no_program", [False], api_error="HTTP 503", stop_reason=None)],
-                   ONE.test_outputs)
-    lines = text.splitlines()
-    assert lines[:3] == ["- **attempt 1**: executed_program, program ok, train-verified; tests ✓",
-                         "- **attempt 2**: json_fallback, program error; tests ✗",
-                         "- **attempt 3**: API error: HTTP 503; tests ✗"]
-    assert lines[4:6] == ["test 1:", "```"]
-    assert lines[6].split() == ["expected", "attempt", "1", "attempt", "2", "attempt", "3"]
-    rows = lines[7:7 + len(want)]
-    for row, expected_row, wrong_row in zip(rows, want, wrong):
-        cells = row.split()
-        assert cells[:3] == ["".join(map(str, expected_row)), "".join(map(str, expected_row)),
-                             "".join(map(str, wrong_row))]
-    assert rows[0].split()[3] == "-"  # attempt 3 predicted nothing
-    assert lines[-1] == "```"
+    want, mirrored = [[1, 2], [3, 4]], [[2, 1], [4, 3]]
+    attempts = [
+        AttemptRecord("t", 1, "executed_program", "ok", [want], ["program"], [True], True),
+        AttemptRecord("t", 2, "json_fallback", "error", [mirrored], ["json"], [False], False),
+        AttemptRecord("t", 3, "invalid", "no_program", [None], [None], [False], False, api_error="HTTP 503"),
+    ]
+    nbsp = "\u00a0"  # inspect view collapses runs of spaces but keeps these
+    assert explain(attempts, [want]) == "\n".join([
+        "**attempt 1**: executed_program, program ok, train-verified; tests ✓",
+        "**attempt 2**: json_fallback, program error; tests ✗",
+        "**attempt 3**: API error: HTTP 503; tests ✗",
+        "",
+        "**test 1**: expected │ attempt 1 │ attempt 2 │ attempt 3",
+        "12 │ 12 │ 21 │ —",
+        f"34 │ 34 │ 43 │ {nbsp}",
+    ])
 
 
 def test_large_grids_are_not_drawn():
     big = [[1] * 11 for _ in range(11)]
     text = explain([record(ONE, 1, "json_fallback", "no_program", [False], [big])], ONE.test_outputs)
-    assert "```" not in text and text.startswith("- **attempt 1**: json_fallback")
+    assert text == "**attempt 1**: json_fallback, program no_program; tests ✗"

@@ -431,25 +431,28 @@ def task_score(records: list[AttemptRecord], k: int, expected: Sequence[Any] = (
 
 
 SMALL_GRID = 10  # explanations draw grids up to this many rows and columns
+NBSP = "\u00a0"  # padding the viewer keeps (it collapses runs of ordinary spaces)
 
 
 def explain(records: Sequence[AttemptRecord], expected: Sequence[Any] = ()) -> str:
-    """Markdown: one line per attempt (source, program status, which tests it got right), then for
-    small grids each test's expected output beside every attempt's prediction in a fenced block."""
+    """One line per attempt (source, program status, which tests it got right), then for small
+    grids each test's expected output beside every attempt's prediction, one grid row per line.
+
+    Written for `inspect view`, which renders a score's explanation with its plain-text markdown
+    renderer (emphasis and line breaks only: no lists, tables or code blocks)."""
     lines = []
     for r in records:
         what = "missing" if r.missing else f"API error: {r.api_error[:120]}" if r.api_error else \
-            f"{r.source}, program {r.program_status}" + (", train-verified" if r.train_verified else "") \
-            + (f", hard-coded ({r.hardcoded})" if r.hardcoded else "")
+            f"{r.source}, program {r.program_status}" + (", train-verified" if r.train_verified else "")
         right = " ".join("✓" if c else "✗" for c in r.correct)
         stop = f", stopped at {r.stop_reason}" if r.stop_reason in ("max_tokens", "model_length") else ""
-        lines.append(f"- **attempt {r.attempt}**: {what}{stop}; tests {right}")
+        lines.append(f"**attempt {r.attempt}**: {what}{stop}; tests {right}")
     for j, want in enumerate(expected):
         grids = [("expected", want)] + [(f"attempt {r.attempt}", r.predictions[j] if j < len(r.predictions) else None)
                                         for r in records]
         if not all(_small(g) for _, g in grids if g is not None):
             continue
-        lines += ["", f"test {j + 1}:", "```", _side_by_side(grids), "```"]
+        lines += ["", f"**test {j + 1}**: " + " │ ".join(label for label, _ in grids), *_side_by_side(grids)]
     return "\n".join(lines)
 
 
@@ -458,16 +461,16 @@ def _small(grid: Any) -> bool:
         isinstance(row, list) and len(row) <= SMALL_GRID for row in grid)
 
 
-def _side_by_side(grids: list[tuple[str, Any]]) -> str:
-    """Labelled grids as columns of digits (`-` for no prediction), three spaces apart."""
+def _side_by_side(grids: list[tuple[str, Any]]) -> list[str]:
+    """The grids' rows as digits, joined by ` │ ` (`—` where an attempt predicted nothing)."""
     columns = []
-    for label, grid in grids:
-        rows = ["".join(str(c) for c in row) for row in grid] if grid is not None else ["-"]
-        width = max([len(label)] + [len(r) for r in rows])
-        columns.append([label.ljust(width)] + [r.ljust(width) for r in rows])
+    for _, grid in grids:
+        rows = ["".join(str(c) for c in row) for row in grid] if grid is not None else ["—"]
+        width = max(len(row) for row in rows)
+        columns.append([row.ljust(width, NBSP) for row in rows])
     height = max(len(c) for c in columns)
-    columns = [c + [" " * len(c[0])] * (height - len(c)) for c in columns]
-    return "\n".join("   ".join(parts).rstrip() for parts in zip(*columns))
+    columns = [c + [NBSP * len(c[0])] * (height - len(c)) for c in columns]
+    return [" │ ".join(parts) for parts in zip(*columns)]
 
 
 # -- running programs ------------------------------------------------------------------------------
