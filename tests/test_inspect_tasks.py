@@ -271,6 +271,16 @@ def test_replay_with_nothing_for_the_selection_is_refused_at_task_start(tmp_path
     assert not list((tmp_path / "logs").glob("*.eval"))  # refused before the eval started
 
 
+def test_replay_with_nothing_for_a_task_built_beforehand_fails_every_sample(tmp_path):
+    """Python API: the task exists before the model, so each sample refuses, and report refuses the log."""
+    task = arc2(task_ids="0934a4d8,135a2760", sandbox="local")
+    (log,) = inspect_eval(task, model="rps/replay", display="none")
+    assert log.status == "error" and len(log.samples) == 2
+    assert all("has no response for any of the 2 selected tasks of arc2:evaluation" in s.error.message
+               for s in log.samples)
+    assert rps_main(["report", log.location, "--out", str(tmp_path / "run")]) == 1
+
+
 def test_report_rejects_other_inputs(tmp_path, capsys):
     (tmp_path / "results.json").write_text("{}")
     assert rps_main(["report", str(tmp_path / "results.json"), "--out", str(tmp_path / "o")]) == 2

@@ -126,7 +126,7 @@ def arc_task(
     ]
     return Task(
         dataset=MemoryDataset(samples, name=dataset_name),
-        solver=arc_attempts(attempts=attempts),
+        solver=arc_attempts(attempts=attempts, dataset=dataset_name, task_ids=ids),
         scorer=arc_scorer(dataset=dataset_name, attempts=attempts, exec_timeout=float(exec_timeout),
                           sandbox=sandbox_kind, provenance=provenance, select=select),
         sandbox=sandbox_spec,
@@ -237,17 +237,22 @@ def _sandbox_spec(sandbox: str, exec_timeout: float) -> tuple[str, Any]:
 # -- solver: k attempts ----------------------------------------------------------------------------
 
 @solver
-def arc_attempts(attempts: int = 2) -> Solver:
+def arc_attempts(attempts: int = 2, dataset: str | None = None, task_ids: list[str] | None = None) -> Solver:
     """Generate `attempts` independent completions of the task prompt and record each one.
 
     Providers that accept `num_choices` get one request for all attempts (the prompt is prefilled
     once); any attempts a provider did not return are generated one call at a time. A call that
     fails after Inspect's retries is recorded as that attempt's error; once every attempt has been
     tried the sample is failed, so it is scored with the error counted and `eval-retry` redoes it.
+    `dataset` and `task_ids` name the task's selection, which a replay file must answer in part.
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         model = get_model()
+        if dataset is not None and isinstance(model.api, ReplayAPI):
+            # `inspect eval` refuses such a replay when it builds the task; a task built before the
+            # model was known (Python API) refuses here, in every sample, before generating
+            model.api.check_covers(load_dataset(dataset).select(task_ids))
         task_id = str(state.metadata.get("task_id", state.sample_id))
         recorded: list[dict[str, Any]] = []
         choices: list[ChatCompletionChoice] = []
