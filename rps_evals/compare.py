@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rps_evals.records import InputError
-from rps_evals.scoring import LOWER_IS_BETTER, AttemptRecord, metric_units
+from rps_evals.scoring import LOWER_IS_BETTER, AttemptRecord, metric_units, rate
 from rps_evals.selection import DEFAULT_POLICY, selected_metric_names
 
 HEADLINE = ("attempts_from_executed_programs", "attempts_from_general_programs", "tasks_all_attempts_executed",
@@ -61,11 +61,10 @@ class Paired:
     diff_ci: tuple[float, float]
 
     def as_dict(self) -> dict[str, Any]:
-        rate = lambda nf: nf[0] / nf[1] if nf[1] else 0.0  # noqa: E731
         return {
             "metric": self.metric,
-            "a": {"n": self.a[0], "of": self.a[1], "rate": rate(self.a), "ci95": wilson_interval(*self.a)},
-            "b": {"n": self.b[0], "of": self.b[1], "rate": rate(self.b), "ci95": wilson_interval(*self.b)},
+            "a": {"n": self.a[0], "of": self.a[1], "rate": rate(*self.a), "ci95": wilson_interval(*self.a)},
+            "b": {"n": self.b[0], "of": self.b[1], "rate": rate(*self.b), "ci95": wilson_interval(*self.b)},
             "both": self.both, "only_a": self.only_a, "only_b": self.only_b, "neither": self.neither,
             "mcnemar_p": self.p_value, "diff": self.diff, "diff_ci95": self.diff_ci,
         }
