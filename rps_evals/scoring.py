@@ -12,7 +12,6 @@ missing response is a counted failure, never an absent row. `metric_units` gives
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -119,18 +118,12 @@ def program_for(task: Task, response: Response | None) -> tuple[Program, list[Gr
 
 
 MIN_LITERAL_CELLS = 4  # smaller grid literals ([[8]], [[0, 1]]) are ordinary code, not a stored answer
-# A grid literal of 4+ cells has a row of 2+ numbers, `[7, 6` or `(7, 6`, or rows of one number each,
-# `], [6`; blanks, comments, line continuations and parentheses may sit between the tokens. Source
-# without either has no such literal, and `ast.parse` (about 1 ms a program) is skipped.
-_GAP = r"(?:[\s\\()]|#[^\n]*)*"
-_MAY_HOLD_A_GRID = re.compile(rf"[\[(]{_GAP}\d[\w.]*{_GAP},{_GAP}\d|[\])]{_GAP},{_GAP}[\[(]{_GAP}\d")
 
 
 def grid_literals(source: str) -> list[Grid]:
     """Every list/tuple literal of ints in a program's source that is a valid grid of at least
-    MIN_LITERAL_CELLS cells, read with `ast` (never run). Unparsable source has none."""
-    if not _MAY_HOLD_A_GRID.search(source):
-        return []
+    MIN_LITERAL_CELLS cells, read with `ast` (never run; linear in the source, about 1 ms for an
+    ordinary program). Unparsable source has none."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -347,5 +347,7 @@ def test_grid_literals_reads_source_without_running_it():
     assert grid_literals("G = [[7], [6], [4], [4]]\n") == [[[7], [6], [4], [4]]]
     assert grid_literals("def transform(grid):\n    return [7, 6], [4, 4]\n") == [[[7, 6], [4, 4]]]
     assert grid_literals("def transform(grid):\n    return [r[::-1] for r in grid[0:3]]\n") == []
+    # read by Python's own parser: brackets in a string are text (a regex scan of this was quadratic)
+    assert grid_literals('S = "[' + "(" * 200_000 + '"\nG = [[1, 2], [3, 4]]\n') == [[[1, 2], [3, 4]]]
     assert grid_literals("def transform(grid:\n") == []
     assert grid_literals("x = " + "[" * 5000 + "]" * 5000) == []
