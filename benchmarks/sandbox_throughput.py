@@ -1,9 +1,12 @@
-"""Sandbox throughput: the warm Docker executor vs a container per program, measured in one run.
+"""Sandbox throughput: the warm Docker executor vs a bare fork per program and a container per program.
 
 Programs are realistic transforms for real ARC-AGI-1 training tasks (tests/sandbox_programs.py:
 numpy, scipy and pure-Python solvers, wrong ideas, crashes, endless loops), each run on its task's
 test and training inputs, always in a fresh process. Modes:
 
+  (0) bare fork         the physical limit: a host process with numpy (and the runner's preloads)
+                        warm forks one child per program, `--workers` at a time, no container, no
+                        limits, no isolation; the child runs the program and writes its outputs
   (a) warm executor     rps_evals.execution.docker.DockerExecutor: long-lived containers, one fork per program
       a-stream          all programs submitted at once (how `rps-evals score` uses it): throughput
       a-closed          `--workers` clients, each waiting for its program before sending the next:
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import select
 import os
 import platform
 import statistics
@@ -38,6 +42,7 @@ from rps_evals.execution import Program  # noqa: E402
 from rps_evals.execution.docker import DockerExecutor  # noqa: E402
 from rps_evals.execution.image import LABEL, docker_client, ensure_image  # noqa: E402
 from rps_evals.execution.protocol import RUNNER_IN_IMAGE, execution_from_answer  # noqa: E402
+from rps_evals.sandbox import runner  # noqa: E402  (numpy, PRELOAD and to_jsonable, as in the sandbox)
 
 HARDENING = ["--network", "none", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m,mode=1777",
              "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--pids-limit", "128",
@@ -77,6 +82,63 @@ def closed_loop(programs: list[Program], workers: int, run_one) -> tuple[float, 
         for _ in range(workers):
             pool.submit(client)
     return time.perf_counter() - start, latencies, statuses
+
+
+def _bare_child(program: Program, fd: int) -> None:
+    """Run one program in this forked child and write its status: what the runner does, no more."""
+    status = "ok"
+    try:
+        namespace = {"__name__": "__bare__"}
+        exec(compile(program.source, "<program>", "exec"), namespace)
+        outputs = []
+        for i, grid in enumerate(list(program.test_inputs) + list(program.train_inputs)):
+            try:
+                outputs.append(runner.to_jsonable(namespace["transform"](json.loads(json.dumps(grid)))))
+            except Exception:
+                outputs.append(None)
+                if i < len(program.test_inputs):
+                    status = "error"
+        data = json.dumps({"status": status, "outputs": outputs}, allow_nan=False).encode()
+    except BaseException:
+        data = b'{"status": "error"}'
+    while data:
+        data = data[os.write(fd, data):]
+    os._exit(0)
+
+
+def bare_fork(programs: list[Program], workers: int) -> tuple[float, list[str]]:
+    """(0): one fork per program from this warm process, `workers` children at a time."""
+    runner._preload(runner.PRELOAD)
+    statuses = [""] * len(programs)
+    running: dict[int, list] = {}  # read end -> [index, pid, chunks]
+    todo = iter(range(len(programs)))
+    start = time.perf_counter()
+    exhausted = False
+    while not exhausted or running:
+        while not exhausted and len(running) < workers:
+            i = next(todo, None)
+            if i is None:
+                exhausted = True
+                break
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(read_end)
+                _bare_child(programs[i], write_end)
+            os.close(write_end)
+            running[read_end] = [i, pid, []]
+        if not running:
+            break
+        for fd in select.select(list(running), [], [])[0]:
+            chunk = os.read(fd, 1 << 16)
+            if chunk:
+                running[fd][2].append(chunk)
+                continue
+            os.close(fd)
+            i, pid, chunks = running.pop(fd)
+            os.waitpid(pid, 0)
+            statuses[i] = json.loads(b"".join(chunks))["status"]
+    return time.perf_counter() - start, statuses
 
 
 def streamed(executor: DockerExecutor, programs: list[Program]) -> tuple[float, list[str]]:
@@ -124,6 +186,10 @@ def main() -> None:
     few = clean[: args.per_container]
     rows = []
 
+    bare_fork(clean[:50], args.workers)  # warm-up
+    wall, bare_statuses = bare_fork(clean, args.workers)
+    rows.append(row("0         bare fork per program on the host", len(clean), wall, None))
+
     with DockerExecutor(timeout=args.timeout, workers=args.workers, image=image) as executor:
         start = time.perf_counter()
         executor.start()
@@ -157,6 +223,7 @@ def main() -> None:
     agree = stream_statuses[: len(few)] == run_statuses == exec_statuses == closed_statuses[: len(few)]
     by_mode = {r["mode"].split()[0]: r["programs_per_s"] for r in rows}
     ratios = {
+        "a-stream / 0 (bare fork, the physical limit)": round(by_mode["a-stream"] / by_mode["0"], 2),
         "a-stream / b (docker run)": round(by_mode["a-stream"] / by_mode["b"], 1),
         "a-stream / c (docker exec)": round(by_mode["a-stream"] / by_mode["c"], 1),
         "a-closed / b (docker run)": round(by_mode["a-closed"] / by_mode["b"], 1),
@@ -170,7 +237,8 @@ def main() -> None:
 
     print(f"machine: {machine}")
     print(f"executor startup (all containers ready): {startup:.2f} s")
-    print(f"statuses a-stream {counts}, a-mixed {mixed_counts}; same statuses in every mode: {agree}")
+    print(f"statuses a-stream {counts}, a-mixed {mixed_counts}; same statuses in every mode: {agree}; "
+          f"bare fork gives the same statuses: {bare_statuses == stream_statuses}")
     print(f"\n{'mode':52s} {'programs':>8s} {'wall s':>8s} {'prog/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for r in rows:
         print(f"{r['mode']:52s} {r['programs']:8d} {r['wall_s']:8.2f} {r['programs_per_s']:8.1f} "

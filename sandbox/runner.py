@@ -9,7 +9,7 @@ unsafe `local` backend, on the host). Three kinds of process, so that no program
 - the *zygote*, forked once before the first request is read, imports numpy (and PRELOAD) and then
   only forks: it never holds a request, an output or a program's source. For every program the
   supervisor hands it three descriptors (the request in a memfd, the result pipe, the output pipe);
-  it forks twice, so the program is reparented to the supervisor, which reaps it.
+  it forks, reaps its children and reports their exit status to the supervisor.
 - the *program* process: with `--program-uid` (the runner is root with only SETUID, SETGID and KILL)
   it sets oom_score_adj 1000 while it may, drops to that uid (no capabilities), sets no_new_privs,
   its own rlimits and a seccomp filter (no exec, no PR_SET_DUMPABLE), reads its own request, execs
@@ -237,8 +237,8 @@ def _take_fds(fds: list[int], targets: list[int]) -> None:
     os.closerange(max(targets) + 1, 1 << 16)
 
 
-def _program_main(config: dict, fds: list[int], middle: int) -> None:
-    """The program process (forked from the zygote by `middle`): never returns."""
+def _program_main(config: dict, fds: list[int]) -> None:
+    """The program process (forked from the zygote): never returns."""
     try:
         request_fd, result_w, output_w = fds
         os.setsid()
@@ -248,11 +248,6 @@ def _program_main(config: dict, fds: list[int], middle: int) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _become_program(config)
-        supervisor = config["supervisor"]
-        for _ in range(10_000):  # the middle process exits at once, the zygote reaps it: then we run
-            if os.getppid() == supervisor and not os.path.exists(f"/proc/{middle}"):
-                break
-            time.sleep(0.0001)
         chunks, offset = [], 0
         while True:
             chunk = os.pread(_REQUEST_FD, 1 << 20, offset)
@@ -382,7 +377,7 @@ def _remove_entry(name: str) -> None:
             os.rmdir(path.pop())
 
 
-def _cleaner_main(config: dict, fds: list[int], middle: int) -> None:
+def _cleaner_main(config: dict, fds: list[int]) -> None:
     """Forked from the zygote, as the program's uid: remove what the last program left. Exit 0
     when nothing is left. The supervisor kills it at its deadline."""
     try:
@@ -438,7 +433,10 @@ def _remove_ipc() -> None:
 # -- the zygote ---------------------------------------------------------------------------------
 
 class Zygote:
-    """The clean parent of every program, forked before the first request is read."""
+    """The clean parent of every program, forked before the first request is read. It reports
+    each child's start and exit status as 17-byte records (kind b"s"/b"x", pid, status) on its socket."""
+
+    RECORD = 17
 
     def __init__(self, config: dict):
         ours, theirs = socket.socketpair()
@@ -452,53 +450,80 @@ class Zygote:
         theirs.close()
         self.pid = pid
         self.sock = ours
+        self.pending = b""
+        self.exited: dict[int, int] = {}  # pid -> wait status, not yet claimed
+
+    def _read(self) -> list[tuple[bytes, int, int]]:
+        """Read what the zygote sent (blocks until there is something)."""
+        data = self.sock.recv(1 << 16)
+        if not data:
+            raise RuntimeError("the sandbox's program starter (zygote) died")
+        self.pending += data
+        records = []
+        while len(self.pending) >= self.RECORD:
+            record, self.pending = self.pending[:self.RECORD], self.pending[self.RECORD:]
+            records.append((record[:1], int.from_bytes(record[1:9], "little", signed=True),
+                            int.from_bytes(record[9:], "little", signed=True)))
+        for kind, pid, status in records:
+            if kind == b"x":
+                self.exited[pid] = status
+        return records
 
     def spawn(self, kind: bytes, fds: list[int]) -> int:
         """Start a program (b"p": request memfd, result and output pipes) or a cleaner (b"c");
-        return its pid (-1 if it could not be forked). It is our child once this returns."""
+        return its pid (-1 if it could not be forked)."""
         socket.send_fds(self.sock, [kind], fds)
-        reply = b""
-        while len(reply) < 9:
-            part = self.sock.recv(9 - len(reply))
-            if not part:
-                raise RuntimeError("the sandbox's program starter (zygote) died")
-            reply += part
-        return int.from_bytes(reply[:8], "little", signed=True)
+        while True:
+            for record_kind, pid, _ in self._read():
+                if record_kind == b"s":
+                    return pid
+
+    def poll(self) -> None:
+        """The socket is readable: take in the exits it reports."""
+        self._read()
+
+    def wait(self, pid: int, timeout: float | None = None) -> int | None:
+        """The wait status of our child `pid` once it has exited; None if not within `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pid not in self.exited:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                    return None
+            self._read()
+        return self.exited.pop(pid)
 
 
 def _zygote_loop(sock: socket.socket, config: dict) -> None:
-    """Fork on request, nothing else. A middle process forks the real one and exits at once, so
-    the program is reparented to the supervisor (a subreaper, or PID 1), which can wait for it."""
+    """Fork on request and reap, nothing else: it never sees a request, only descriptors."""
     fd = sock.fileno()
+    children: dict[int, int] = {}  # pidfd -> pid
     while True:
-        try:
-            message, fds, _, _ = socket.recv_fds(sock, 1, 8)
-        except OSError:
-            _EXIT(0)
-        if not message:
-            _EXIT(0)
-        try:
-            middle = os.fork()
-        except OSError:
-            middle = -1
-        if middle == 0:
-            middle = os.getpid()
+        for ready in select.select([fd, *children], [], [])[0]:
+            if ready != fd:
+                pid = children.pop(ready)
+                os.close(ready)
+                _, status = os.waitpid(pid, 0)
+                sock.sendall(b"x" + pid.to_bytes(8, "little", signed=True) + status.to_bytes(8, "little", signed=True))
+                continue
+            try:
+                message, fds, _, _ = socket.recv_fds(sock, 1, 8)
+            except OSError:
+                _EXIT(0)
+            if not message:
+                _EXIT(0)
             try:
                 pid = os.fork()
             except OSError:
                 pid = -1
             if pid == 0:
-                (_program_main if message == b"p" else _cleaner_main)(config, fds, middle)
+                (_program_main if message == b"p" else _cleaner_main)(config, fds)
                 _EXIT(1)
-            os.write(fd, pid.to_bytes(8, "little", signed=True))
-            _EXIT(0)
-        for passed in fds:
-            os.close(passed)
-        if middle > 0:
-            os.waitpid(middle, 0)
-        else:
-            os.write(fd, (-1).to_bytes(8, "little", signed=True))
-        sock.sendall(b"k")
+            for passed in fds:
+                os.close(passed)
+            if pid > 0:
+                children[os.pidfd_open(pid)] = pid
+            sock.sendall(b"s" + pid.to_bytes(8, "little", signed=True) + bytes(8))
 
 
 def _tail(text: str) -> str:
@@ -893,9 +918,12 @@ class Runner:
             os.killpg(job.pid, signal.SIGKILL)  # the program and anything it forked
         except OSError:
             pass
-        try:
-            _, status = os.waitpid(job.pid, 0)
-        except ChildProcessError:
+        try:  # the zygote reaps it and tells us how it ended
+            status = self.zygote.wait(job.pid, timeout=30)
+        except RuntimeError:
+            status = None
+        if status is None:
+            self.retiring = "the sandbox's program starter (zygote) stopped answering"
             status = 0
         if os.WIFSIGNALED(status):
             signum = os.WTERMSIG(status)
@@ -906,7 +934,7 @@ class Runner:
         del self.jobs[job.pid]
         self._sweep()
         answer = job.answer()
-        problem = self._clean_up() or self._state_changed()
+        problem = self.retiring or self._clean_up() or self._state_changed()
         if problem:
             answer["status"], answer["error"] = "error", problem
             self.retiring = problem
@@ -914,7 +942,8 @@ class Runner:
 
     def _sweep(self) -> None:
         """Kill and reap every process that is not a running job or the zygote: escaped
-        grandchildren, fork bombs, daemons. As a subreaper (or PID 1) they are all ours."""
+        grandchildren, fork bombs, daemons. As a subreaper (or PID 1) they are all ours (a program
+        itself is the zygote's child, reaped by it before we get here)."""
         keep = set(self.jobs) | {self.zygote.pid}
         for _ in range(1000):
             if self.exclusive:  # PID 1 of the container: every other process is a leftover
@@ -948,19 +977,17 @@ class Runner:
             return f"the runner could not clean up after the program: {exc}"
         if pid < 0:
             return "the runner could not fork a cleaner after the program"
-        done = False
         try:
-            pidfd = os.pidfd_open(pid)
-            done = bool(select.select([pidfd], [], [], self.cleanup_limit)[0])
-            os.close(pidfd)
-        except OSError:
-            pass
-        if not done:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        _, status = os.waitpid(pid, 0)
+            status = self.zygote.wait(pid, self.cleanup_limit)
+            done = status is not None
+            if not done:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                self.zygote.wait(pid, timeout=30)
+        except RuntimeError as exc:
+            return f"the runner could not clean up after the program: {exc}"
         if not done:
             return (f"the program left more files in {', '.join(self.scratch)} than the runner can remove "
                     f"in {self.cleanup_limit:g} s; the runner was replaced")
@@ -1061,7 +1088,10 @@ def main(argv: list[str] | None = None) -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs stay ours, so we can kill and reap them
     _prctl(PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace us or open /proc/<us>/mem
     _SECCOMP = _seccomp_filter()
-    Runner(workers, config, args.exclusive, args.cleanup_limit).serve(args.hello)
+    runner = Runner(workers, config, args.exclusive, args.cleanup_limit)
+    runner.serve(args.hello)
+    runner.zygote.sock.close()  # the zygote ends at end of input; reap it
+    os.waitpid(runner.zygote.pid, 0)
 
 
 if __name__ == "__main__":

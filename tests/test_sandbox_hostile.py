@@ -49,11 +49,11 @@ def transform(grid):
             left += f.read().splitlines()[1:]
     sane = (np.rot90(np.array([[1, 2]])).tolist() == [[2], [1]] and len([1, 2, 3]) == 3
             and sorted([3, 1]) == [1, 3] and callable(print) and json.dumps([1]) == "[1]"
-            and not hasattr(builtins, "poisoned") and os.getppid() == 1)
+            and not hasattr(builtins, "poisoned"))
     return [[mine, len(left), int(sane), others]] + [list(r) for r in grid]
 """
 FOLLOW_UP_GRID = [[4, 5]]
-# no other process of the programs' uid, nothing left, a sane interpreter whose parent is the runner,
+# no other process of the programs' uid, nothing left, a sane interpreter,
 # and two processes of another uid: the runner (PID 1) and its zygote
 FOLLOW_UP_OUTPUT = [[0, 0, 1, 2], [4, 5]]
 
