@@ -24,7 +24,9 @@ def test_tiny_qwen3_through_the_hf_provider(tiny_qwen3, tmp_path):
                           max_tokens=24, seed=0, log_dir=str(tmp_path), display="none")
     assert log.status == "success", log.error
     assert not any(s.error for s in log.samples)
-    metrics = {name: m.value for name, m in log.results.scores[0].metrics.items()}
+    from inspect_support import inspect_metrics
+
+    metrics = inspect_metrics(log)  # Inspect's rates plus each metric's n and of, from the log's samples
     attempts = 2 * len(TASK_IDS)
     assert (metrics["invalid_attempts_n"], metrics["invalid_attempts_of"]) == (attempts, attempts)
     assert metrics["api_errors_n"] == 0 and metrics["task_solves_n"] == 0
