@@ -89,3 +89,21 @@ def test_large_grids_are_not_drawn():
     big = [[1] * 11 for _ in range(11)]
     text = explain([record(ONE, 1, "json_fallback", "no_program", [False], [big])], ONE.test_outputs)
     assert text == "**attempt 1**: json_fallback, program no_program; tests ✗"
+
+
+def test_pooled_task_counts_are_the_runs_counts():
+    """The front ends that score task by task (Inspect, lm-eval) pool task_counts; the CLI counts
+    the whole run at once: the same n/of for every metric."""
+    from rps_evals.scoring import pool, summarize, task_counts
+
+    by_task = {
+        ONE.task_id: [record(ONE, 1, "executed_program", "ok", [True]), record(ONE, 2, "invalid", "timeout", [False])],
+        TWO.task_id: [record(TWO, 1, "json_fallback", "error", [True, False]),
+              record(TWO, 2, "executed_program", "ok", [False, True], train_verified=True)],
+    }
+    pooled = pool(task_counts(records, 2) for records in by_task.values())
+    run = summarize(DATASET.select([ONE.task_id, TWO.task_id]), [r for rs in by_task.values() for r in rs], 2)
+    assert {name: (c["n"], c["of"]) for name, c in pooled.items()} == \
+        {name: (c["n"], c["of"]) for name, c in run["metrics"].items()}
+    assert (pooled["test_output_exact"]["n"], pooled["test_output_exact"]["of"]) == (3, 3)  # by hand
+    assert (pooled["task_solves"]["n"], pooled["program_timeouts"]["n"]) == (2, 1)
