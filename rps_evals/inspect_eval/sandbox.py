@@ -1,10 +1,13 @@
 """Running programs through an Inspect AI sandbox (`sandbox().exec`), with the same runner and answers.
 
-Inspect tasks get their container from Inspect (the built-in `docker` sandbox with
-sandbox/compose.yaml, or any other provider such as k8s whose image has the runner at
-/opt/rps/runner.py). One `exec` carries a whole batch as JSON lines; the runner answers in order
+For `-T sandbox=inspect-docker` (Inspect's built-in `docker` sandbox on sandbox/compose.yaml, one
+container per sample) or any other provider such as k8s whose image has the runner at
+/opt/rps/runner.py; the default `-T sandbox=docker` does not come here (it uses the shared
+DockerExecutor pool). One `exec` carries a whole batch as JSON lines; the runner answers in order
 (one program at a time), so when the runner dies mid-batch the program it was running is the first
-one without an answer: only that one is marked `error` and the rest run again.
+one without an answer: only that one is marked `error` and the rest run again. A runner that
+retires (`{"id": null, "retire": ...}`, after answering the program it blames) has started nothing
+after it: the rest run again in a fresh runner.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
         except OutputLimitExceededError as exc:
             stdout = exc.truncated_output or ""
             failure = f"the runner's answers exceeded Inspect's output limit ({exc.limit_str})"
-        answered = 0
+        answered, retired = 0, ""
         for line in stdout.splitlines():
             try:
                 answer = json.loads(line)
@@ -109,9 +112,17 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
             if isinstance(i, int) and i in todo and results[i] is None:
                 results[i] = execution_from_answer(programs[i], answer)
                 answered += 1
+            elif isinstance(answer, dict) and i is None and answer.get("retire"):
+                retired = str(answer["retire"])
         remaining = [i for i in todo if results[i] is None]
         if not remaining:
             break
+        if retired and answered:
+            # The runner answered the program it blamed and retired: the rest never started, so
+            # they run again in a fresh runner (as DockerExecutor does).
+            todo = remaining
+            continue
+        failure = failure or (f"the sandbox runner retired: {retired}" if retired else "")
         failure = failure or "the sandbox runner ended without answering"
         if answered == 0 and len(remaining) > 1:
             # Nothing tells which program broke the runner: run each alone to find out.
