@@ -2,8 +2,8 @@
 
 The end-to-end test runs configs/study_tiny.yaml for real (tiny random Qwen3, Inspect's hf/
 provider, the Docker sandbox, TRL on CPU), kills it between stages and resumes it. Cost on the
-2-core development machine: about 5 minutes alone, 7 minutes while shared with other jobs (marked
-slow; measured 434 s wall, 132 s CPU).
+2-core development machine: 267 s wall (146 s CPU) on a quiet machine, 434 s while shared with
+other jobs (marked slow).
 """
 
 from __future__ import annotations
@@ -171,3 +171,4 @@ def test_tiny_study_end_to_end_killed_and_resumed(tmp_path):
     assert "study finished" in second.stdout
     summary = json.loads(manifest.read_text())["summary"]
     assert summary["eval_overlap_tasks"] == 0 and summary["empty_reasoning"] == {"chosen": 0, "rejected": 0}
+    assert summary["length_warnings"] == []  # 64 new tokens keep the rejected side within 2x of the chosen
