@@ -16,15 +16,41 @@ Grid = list[list[int]]
 
 MAX_SIDE = 30
 
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-# A fence line: optional indentation, three or more backticks, then the info string up to the end
-# of the line. One regex pass over the text finds them all, so parsing stays linear in its length.
-_FENCE_LINE = re.compile(r"^[ \t]*`{3,}([^\n]*)$", re.MULTILINE)
-# An info string is a language name (python, py, python3, json, c++, ...): one word, no spaces or
-# colons. Anything else after the backticks (```Final answer:) is prose glued to a closing fence.
-_LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9_+#.-]*")
+# A reasoning tag as a person reads it: any case, spaces inside the brackets allowed.
+_THINK_TAG = re.compile(r"<[ \t]*(/?)[ \t]*think[ \t]*>", re.IGNORECASE)
+_THINK_CLOSE_TAG = re.compile(r"<[ \t]*/[ \t]*think[ \t]*>", re.IGNORECASE)
+# Characters a person does not see: a fence indented by them is still a fence.
+_INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060"
+# A fence line: indentation, three or more backticks, then the info string up to the end of the line.
+# One regex pass finds them all, so parsing stays linear in the length of the text.
+_FENCE_LINE = re.compile(rf"^([ \t\u00a0{_INVISIBLE}]*)(`{{3,}})([^\n]*)$", re.MULTILINE)
+# The info string's first word is its language (CommonMark), also written {python} or {.python}.
+_INFO_WORD = re.compile(r"\{?\.?([A-Za-z][A-Za-z0-9_+#.-]*)")
 _PROGRAM_LANG = re.compile(r"(?:python|py)[0-9.]*|")  # python, py, python3, python3.11, unlabelled
+# Languages a model labels other blocks with. Any other word after the backticks (```Done,
+# ```Output, ```Final answer:) is prose glued to a closing fence, never an opening fence.
+_OTHER_LANGUAGES = frozenset("""
+    json jsonc json5 javascript js typescript ts bash sh shell zsh console text txt plaintext plain
+    markdown md yaml yml toml ini html xml css sql c h cpp c++ cxx java go rust rs ruby rb r julia
+    matlab octave haskell hs scala kotlin swift php perl lua csharp cs fsharp diff latex tex math csv
+    pseudocode pseudo ascii
+""".split())
+# A line that starts like Python (indented, a comment, a keyword, a call, an assignment, a literal);
+# anything else at the start of a line (a sentence, a markdown label, a list item) is prose.
+_CODE_LINE = re.compile(
+    r"[ \t]|#(?!#)|[@\"'(\[{]"
+    r"|(?:def|class|import|from|if|elif|else|for|while|try|except|finally|with|return|raise|assert"
+    r"|pass|break|continue|global|nonlocal|del|lambda|async|await|yield)\b"
+    r"|[A-Za-z_][\w.]*(?:[ \t]*[-+*/%&|^@<>]{0,2}=(?!=)|\(|\[)"
+    r"|[A-Za-z_]\w*(?:[ \t]*,[ \t]*[A-Za-z_]\w*)+[ \t]*="
+)
+_NEXT_LINE = re.compile(rf"(?:[ \t\u00a0{_INVISIBLE}]*\n)*([^\n]*)")  # the next non-blank line
+_DEFINES_TRANSFORM = re.compile(r"^(?:async[ \t]+)?def[ \t]+transform[ \t]*\(", re.MULTILINE)
 _PREDICTIONS_LABEL = "Predicted test outputs:"
+# After the label: markdown that closes a bolded or quoted label (**label:**, `label:`), not a fence.
+_LABEL_END = re.compile(r"[ \t]*(?:\*\*?|__?|`(?!``))?")
+_LEADING_BLANK = re.compile(rf"[\s{_INVISIBLE}]*")
+_JSON_FENCE = re.compile(r"(`{3,}|~{3,})[ \t]*(?:json[c5]?)?[ \t]*\n?(.*?)(?:\1|$)", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -76,78 +102,157 @@ def as_grid(value: Any) -> Grid | None:
 
 
 def strip_reasoning(text: str) -> str:
-    """Remove closed <think> blocks; an unclosed <think> swallows the rest of the text.
+    """Remove reasoning: closed <think> blocks, an unclosed <think> and all after it, and all
+    before a lone </think>.
 
-    Plain `find`s rather than a lazy regex: a response that repeats `<think>` without closing it
-    must not cost a scan to the end of the text per repetition.
+    Our reading of tags SCORING.md does not name: a </think> with no <think> open ends reasoning
+    that began in the prompt (DeepSeek-R1 and QwQ templates put <think> there), so everything before
+    it is reasoning; a <think> inside an open one is part of it (the first </think> closes both, and a
+    later lone </think> ends the rest); <Think> and <think > are tags too. One pass over the tags, so a
+    response repeating `<think>` costs no rescan per repetition.
     """
     kept, pos = [], 0
-    while (start := text.find(_THINK_OPEN, pos)) >= 0:
-        kept.append(text[pos:start])
-        end = text.find(_THINK_CLOSE, start + len(_THINK_OPEN))
-        if end < 0:
-            return "".join(kept)
-        pos = end + len(_THINK_CLOSE)
+    tag = _THINK_TAG.search(text)
+    while tag:
+        if tag.group(1) == "/":  # a lone </think>: what came before it was reasoning
+            kept, pos = [], tag.end()
+        else:
+            kept.append(text[pos:tag.start()])
+            close = _THINK_CLOSE_TAG.search(text, tag.end())
+            if close is None:
+                return "".join(kept)
+            pos = close.end()
+        tag = _THINK_TAG.search(text, pos)
     kept.append(text[pos:])
     return "".join(kept)
+
+
+class _Fence:
+    """One fence line: where it is, its indentation and backticks, and what its info string makes it:
+    `program` (python, py), `other` (json, ...), `bare` (nothing) or `prose` (glued text: closes only)."""
+
+    __slots__ = ("start", "end", "indent", "ticks", "kind", "lang")
+
+    def __init__(self, match: re.Match[str]):
+        self.start, self.end = match.start(), match.end()
+        self.indent, self.ticks = match.group(1), len(match.group(2))
+        info = match.group(3).strip()
+        word = _INFO_WORD.match(info)
+        self.lang = word.group(1).lower().rstrip(".") if word else ""
+        if not info:
+            self.kind = "bare"
+        elif word and _PROGRAM_LANG.fullmatch(self.lang):
+            self.kind = "program"
+        elif word and self.lang in _OTHER_LANGUAGES:
+            self.kind = "other"
+        else:
+            self.kind, self.lang = "prose", ""
+
+
+def _fences(text: str) -> list[_Fence]:
+    """The fence lines that act, in order. Our reading of fence length (CommonMark): a block opened
+    by four or more backticks is closed only by a fence at least as long, so a shorter fence inside it
+    (a ``` in a string of the program) is text of the block."""
+    fences: list[_Fence] = []
+    open_ticks = None
+    for match in _FENCE_LINE.finditer(text):
+        fence = _Fence(match)
+        if open_ticks is not None and fence.ticks < open_ticks:
+            continue
+        fences.append(fence)
+        if open_ticks is None:
+            open_ticks = None if fence.kind == "prose" else fence.ticks
+        else:
+            open_ticks = None if fence.kind in ("bare", "prose") else fence.ticks
+    return fences
+
+
+def _is_code(line: str) -> bool:
+    return _CODE_LINE.match(line) is not None
+
+
+def _code_follows(text: str, fence: _Fence) -> bool:
+    """Whether the first non-blank line after a bare fence is code (the fence opens a block) rather
+    than prose, another fence or the end of the text (the fence closes one)."""
+    line = _NEXT_LINE.match(text, fence.end + 1).group(1)
+    return bool(line.strip()) and _FENCE_LINE.match(line) is None and _is_code(line)
+
+
+def _body(text: str, opener: _Fence, closer: _Fence, piece: bool) -> str:
+    """The text between two fences. Our reading of indented fences (a block in a list item): when
+    every non-blank line carries the opening fence's indentation, it is removed, as CommonMark does.
+    A piece (the part of an open block before a split) loses its trailing prose lines."""
+    body = text[min(opener.end + 1, closer.start):closer.start]
+    if opener.indent:
+        lines = body.split("\n")
+        if all(line.startswith(opener.indent) or not line.strip() for line in lines):
+            body = "\n".join(line[len(opener.indent):] if line.startswith(opener.indent) else line
+                             for line in lines)
+    if piece:
+        lines = body.split("\n")
+        while lines and not (lines[-1].strip() and _is_code(lines[-1])):
+            lines.pop()
+        body = "\n".join(lines) + "\n" if lines else ""
+    return body
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
     """Every closed fenced block as (language, body), in order, read the way a person reads them.
 
-    Fence lines are taken in order. A bare fence (```) or a fence glued to prose (```Final answer:)
-    closes the open block; with nothing open, a bare fence opens an unlabelled block and a glued one
-    is prose. An opening fence met while a block is open means that block was left open:
-    - a python/py/unlabelled opening fence is the start of the final block (reading backwards from
-      its closing fence, the nearest opening fence), so the piece left open is dropped;
-    - any other language (```json) splits the block there: once it closes, the piece before the
-      split is a block too (a program left unclosed just before its JSON answer is still read).
-    A block still open at the end of the text (a truncated response) is not a block.
+    Read backwards, as SCORING.md says: from a closing fence (bare, or glued to prose such as
+    ```Final answer:) to the nearest opening fence before it: a language fence, or a bare fence
+    followed by code. A bare fence followed by prose, or a glued one, met on the way is a closing
+    fence itself (the later one was stray). An opening fence met with no closing fence after it
+    opens a block left open, which is dropped; except that a block opened by another language
+    (```json) or a bare fence splits an open block: the piece before it is a block too, without
+    its trailing prose (a program left open just before its JSON answer is still read).
+    Line endings are read as a person sees them: CRLF and a lone CR are newlines.
     """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     blocks: list[tuple[str, str]] = []
-    split_off: list[tuple[str, str]] = []  # pieces of the open block that ended at a ```json-like fence
-    open_lang: str | None = None
-    body_start = 0
-    for fence in _FENCE_LINE.finditer(text):
-        info = fence.group(1).strip()
-        is_language = info == "" or _LANGUAGE.fullmatch(info) is not None
-        opens_language = info != "" and is_language
-        if open_lang is None:
-            if is_language:
-                open_lang, body_start = info.lower(), fence.end() + 1
+    closer: _Fence | None = None
+    splits = False  # the closer is the opening fence of a block found after it
+    for fence in reversed(_fences(text)):
+        if closer is None:
+            if fence.kind in ("bare", "prose"):
+                closer = fence
             continue
-        if opens_language:
-            if _PROGRAM_LANG.fullmatch(info.lower()):
-                split_off = []
-            else:
-                split_off.append((open_lang, text[body_start:fence.start()]))
-            open_lang, body_start = info.lower(), fence.end() + 1
+        if fence.kind == "prose" or (fence.kind == "bare" and not _code_follows(text, fence)):
+            closer, splits = fence, False
             continue
-        blocks += split_off
-        blocks.append((open_lang, text[body_start:fence.start()]))
-        split_off, open_lang = [], None
+        blocks.append((fence.lang, _body(text, fence, closer, piece=splits)))
+        closer, splits = (fence, True) if fence.kind in ("other", "bare") else (None, False)
+    blocks.reverse()
     return blocks
 
 
 def extract_program(text: str) -> str | None:
-    """The last closed python/py/unlabelled fenced block that defines `def transform(`."""
+    """The last closed python/py/unlabelled fenced block that defines `transform`: a line starting
+    `def transform(` (a comment or a call that mentions it defines nothing)."""
     found = None
     for lang, body in fenced_blocks(text):
-        if _PROGRAM_LANG.fullmatch(lang) and "def transform(" in body:
+        if _PROGRAM_LANG.fullmatch(lang) and _DEFINES_TRANSFORM.search(body):
             found = body
     return found
 
 
 def extract_json_predictions(text: str, num_tests: int) -> list[Grid | None]:
-    """Grids from the JSON after the last `Predicted test outputs:` label, one slot per test input."""
+    """Grids from the JSON after the last `Predicted test outputs:` label, one slot per test input.
+
+    Our reading: a bolded or quoted label (**Predicted test outputs:**) is the label; the JSON may sit
+    in a fence of three or more backticks or tildes labelled json, jsonc, json5 or nothing.
+    """
     empty: list[Grid | None] = [None] * num_tests
     at = text.rfind(_PREDICTIONS_LABEL)
     if at < 0:
         return empty
-    tail = text[at + len(_PREDICTIONS_LABEL):].strip()
-    fenced = re.match(r"```[ \t]*(?:json)?[ \t]*\n?(.*?)(?:```|$)", tail, re.DOTALL | re.IGNORECASE)
+    tail = text[at + len(_PREDICTIONS_LABEL):]
+    tail = tail[_LABEL_END.match(tail).end():]
+    tail = tail[_LEADING_BLANK.match(tail).end():]
+    fenced = _JSON_FENCE.match(tail)
     if fenced:
-        tail = fenced.group(1).strip()
+        tail = fenced.group(2)
+        tail = tail[_LEADING_BLANK.match(tail).end():]
     value = _first_json_value(tail)
     if value is None:
         return empty
