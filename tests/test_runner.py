@@ -240,12 +240,14 @@ def test_programs_may_not_exec():
 
 
 def test_megabyte_requests_and_answers_never_deadlock():
-    row = [0] * 300_000  # ~0.9 MB of JSON per input: ~7 MB requests and ~7 MB answers
-    program = Program("def transform(grid):\n    return 'y' * 900_000\n", [[row]] * 8)
+    """A ~7 MB request written while the runner writes a ~7 MB answer: requests are written under
+    their own lock, so the reader always gets to read."""
+    big_answer = Program("def transform(grid):\n    return 'y' * 900_000\n", [[[0]]] * 8)  # ~7 MB back, at once
+    big_request = Program("def transform(grid):\n    return [[len(grid[0])]]\n", [[[0] * 300_000]] * 8)  # ~7 MB sent
     with LocalExecutor(timeout=10.0, workers=1) as ex:
-        futures = [ex.submit(program) for _ in range(4)]
+        futures = [ex.submit(p) for p in [big_answer, big_request] * 3]
         results = [f.result(timeout=300) for f in futures]
-    assert [(r.status, r.test_outputs) for r in results] == [("ok", ["y" * 900_000] * 8)] * 4
+    assert [(r.status, r.test_outputs) for r in results] == [("ok", ["y" * 900_000] * 8), ("ok", [[[300_000]]] * 8)] * 3
 
 
 def test_a_too_long_program_is_an_error_without_running():

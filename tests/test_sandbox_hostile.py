@@ -350,27 +350,29 @@ def test_a_program_finds_nothing_of_the_program_before_it(executor):
 
 
 def test_megabyte_requests_and_answers_never_deadlock():
-    """Item 4 of issue 9: ~7 MB requests queued behind programs that answer ~7 MB each, on one
-    container: the reader never waits on a send, so every program finishes."""
+    """Item 4 of issue 9: a ~7 MB request queued behind a program that answers ~7 MB at once, on one
+    container: the runner writes its answer while the request is still being sent, and since reading
+    answers never waits on sending requests, every program finishes."""
     image = require_image()
-    row = [0] * 300_000  # ~0.9 MB of JSON per input
-    program = Program("def transform(grid):\n    return 'y' * 900_000\n", [[row]] * 8)
+    big_answer = Program("def transform(grid):\n    return 'y' * 900_000\n", [[[0]]] * 8)  # ~7 MB back, at once
+    big_request = Program("def transform(grid):\n    return [[len(grid[0])]]\n", [[[0] * 300_000]] * 8)  # ~7 MB sent
     with DockerExecutor(timeout=10.0, workers=1, depth=2, image=image) as ex:
-        futures = [ex.submit(program) for _ in range(4)]
+        futures = [ex.submit(p) for p in [big_answer, big_request] * 3]
         results = [f.result(timeout=300) for f in futures]
-    assert [(r.status, r.test_outputs) for r in results] == [("ok", ["y" * 900_000] * 8)] * 4
+    assert [(r.status, r.test_outputs) for r in results] == [("ok", ["y" * 900_000] * 8), ("ok", [[[300_000]]] * 8)] * 3
 
 
 def test_the_runner_keeps_only_the_capabilities_it_needs_and_programs_none(executor):
-    """Item 1 of issue 9: a program runs as the containers' own unprivileged uid with no capability,
-    no_new_privs, the seccomp filter and oom_score_adj 1000 it cannot lower."""
+    """Item 1 of issue 9: a program runs as the containers' own unprivileged uid, not the runner's
+    (root, PID 1), with no capability, no_new_privs, the seccomp filter and oom_score_adj 1000."""
     source = _fn("""
 fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 caps = [int(fields[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")]
-return [[os.getuid(), os.getgid(), *caps, int(fields["NoNewPrivs"]), int(fields["Seccomp"]),
+runner = [line for line in open("/proc/1/status") if line.startswith("Uid:")][0].split()[1]
+return [[os.getuid(), os.getgid(), int(runner), *caps, int(fields["NoNewPrivs"]), int(fields["Seccomp"]),
          int(open("/proc/self/oom_score_adj").read())]]
 """, "import os")
     [result] = executor.run([Program(source, [GRID])])
     uid, gid, *rest = result.test_outputs[0][0]
     assert uid >= 100_000 and gid == uid
-    assert rest == [0, 0, 0, 0, 1, 2, 1000]
+    assert rest == [0, 0, 0, 0, 0, 1, 2, 1000]
