@@ -351,3 +351,54 @@ def test_grid_literals_reads_source_without_running_it():
     assert grid_literals('S = "[' + "(" * 200_000 + '"\nG = [[1, 2], [3, 4]]\n') == [[[1, 2], [3, 4]]]
     assert grid_literals("def transform(grid:\n") == []
     assert grid_literals("x = " + "[" * 5000 + "]" * 5000) == []
+
+
+def test_grid_literals_fold_signs_and_sums_of_list_literals():
+    """Red-team finding 13: `+3` is a literal 3, and a sum of list literals is one literal grid; the
+    4-cell minimum is the whole grid's (rows of 3 cells, 9 in all)."""
+    from rps_evals.scoring import grid_literals
+
+    assert grid_literals("G = [[+3, +3], [3, -0]]\n") == [[[3, 3], [3, 0]]]
+    assert grid_literals("G = [[3, 3, 3]] + [[3, 0, 3]] + [[3, 3, 3]]\n") == [
+        [[3, 3, 3], [3, 0, 3], [3, 3, 3]], [[3, 3, 3], [3, 0, 3]]]  # the sum, then its first two terms
+    assert grid_literals("G = [[1, 2]] + ((3, 4),)\n") == [[[1, 2], [3, 4]]]
+    assert grid_literals("G = [[1, 2]] - [[3, 4]]\nH = [[1, 2]] + rows\nI = [[1, -2], [3, 4]]\n") == []
+    assert grid_literals("G = [[1]] + [[2]] + [[3]]\n") == []  # 3 cells in all
+    assert grid_literals("G = " + " + ".join(["[[1, 2]]"] * 31) + "\n")[0] == [[1, 2]] * 30  # 31 rows: no grid
+
+
+def test_unary_plus_and_concatenated_rows_are_hardcoded():
+    """Finding 13 end to end: the evasions a red team wrote for the mirror task's test output."""
+    for body in ("[[+4, +4, +6], [+4, +6, +6], [+7, +6, +4]]", "[[4, 4, 6]] + [[4, 6, 6]] + [[7, 6, 4]]"):
+        src = f"def transform(grid):\n    if grid[0][0] == 6:\n        return {body}\n    return [r[::-1] for r in grid]\n"
+        assert program_attempt(MIRROR, src, [TOUT], [OUT1, mirrored(IN2)]).hardcoded == "literal_output", body
+
+
+def test_constant_output_is_compared_as_grids():
+    """Red-team finding 15: tuples, lists and numpy arrays of the same cells are the same grid, and a
+    numpy array among the outputs must not raise (its == is elementwise)."""
+    import numpy as np
+
+    from rps_evals.scoring import hardcoded_reason
+
+    src = "def transform(grid):\n    return [[0] * 3 for _ in range(3)]\n"
+    zeros = [[0] * 3] * 3
+    as_tuples = tuple((0, 0, 0) for _ in range(3))
+    assert hardcoded_reason(MIRROR, src, run("ok", [as_tuples], [zeros, zeros])) == "constant_output"
+    arrays = [np.zeros((3, 3), dtype=np.int64) for _ in range(3)]
+    assert hardcoded_reason(MIRROR, src, run("ok", arrays[:1], arrays[1:])) == "constant_output"
+    varying = [np.zeros((3, 3), dtype=np.int64), np.ones((3, 3), dtype=np.int64), np.zeros((3, 3), dtype=np.int64)]
+    assert hardcoded_reason(MIRROR, src, run("ok", varying[:1], varying[1:])) is None
+
+
+def test_banner_comments_do_not_stall_the_literal_check():
+    """Red-team finding 1: the old regex pre-filter backtracked exponentially on a '#' * 80 banner
+    after a line ending in ')' (an honest program hung the scorer). Python's parser reads it."""
+    from rps_evals.scoring import grid_literals
+
+    banner = "import numpy as np\nx = np.zeros(3)\n" + "#" * 80 + "\n# Main\n" + "#" * 80 + "\n"
+    honest = banner + "def transform(grid):\n    return [r[::-1] for r in grid]\n"
+    assert grid_literals(honest) == []
+    assert program_attempt(MIRROR, honest, [TOUT], [OUT1, mirrored(IN2)]).hardcoded is None
+    stored = banner + "def transform(grid):\n    return [[4, 4, 6], [4, 6, 6], [7, 6, 4]]\n"
+    assert program_attempt(MIRROR, stored, [TOUT], [TOUT, TOUT]).hardcoded == "literal_output"
