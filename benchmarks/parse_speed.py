@@ -17,6 +17,7 @@ CASES = {
     "unclosed ```python fences": "```python\ndef transform(grid):\n",
     "unclosed <think>": "<think>hmm, let me reconsider ",
     "bare fences": "```\n",
+    "bare fences before code": "```\ndef transform(grid):\n",
     "glued fences": "```Final answer:\n",
     "prediction labels": "Predicted test outputs: [[",
     "prose": "I need to reconsider the pattern in the grid. ",
