@@ -130,7 +130,7 @@ def grid_literals(source: str) -> list[Grid]:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    nodes = list(ast.walk(tree))  # parents before children
+    nodes = [node for node in ast.walk(tree) if isinstance(node, (ast.List, ast.Tuple, ast.BinOp))]  # parents first
     rows_of: dict[int, list[list[int]]] = {}  # id(node) -> its rows, for nodes that are literal grids
     for node in reversed(nodes):  # children first, so a sum reads its operands' rows
         if isinstance(node, (ast.List, ast.Tuple)) and 0 < len(node.elts) <= MAX_SIDE:
