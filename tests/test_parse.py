@@ -215,6 +215,16 @@ def test_closing_fence_is_at_least_as_long_as_the_opening_one():
     assert extract_program(f"```python\n{PROGRAM_A}````\n") == PROGRAM_A  # a longer fence closes
 
 
+
+def test_a_fence_line_acts_at_any_indentation():
+    """Our reading: a closing fence indented with the code still closes the block, as a person reads
+    it (CommonMark would not close it four columns deeper). The price: a ``` line in an indented
+    docstring ends the block there."""
+    assert extract_program(f"```python\n{PROGRAM_B}    ```\n") == PROGRAM_B
+    docstring = 'def transform(grid):\n    """Example:\n    ```\n    >>> transform([[1]])\n    ```\n    """\n'
+    assert extract_program(f"```python\n{docstring}    return grid\n```\n") == 'def transform(grid):\n    """Example:\n'
+
+
 def test_info_string_first_word_is_the_language():
     """Red-team finding 9 (CommonMark): attributes after the language, {python} (Quarto/Pandoc)."""
     for info in ('python title="sol.py"', "Python 3", "{python}", "{.python}", "PYTHON", " python ", "py3",
