@@ -134,6 +134,7 @@ def _wall_time(started: str | None, completed: str | None) -> float | None:
 
     if not started or not completed:
         return None
+    # Inspect stamps both to the second, so this is whole seconds
     return (datetime.fromisoformat(completed) - datetime.fromisoformat(started)).total_seconds()
 
 
