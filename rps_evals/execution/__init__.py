@@ -1,8 +1,10 @@
 """Running model-written programs: the Executor interface, and how to get one.
 
-All untrusted code runs in `sandbox/runner.py`, a fork server that gives every program a fresh
-process with rlimits and per-call wall-clock limits and speaks JSON lines (never pickle). The
-backends differ only in where that runner lives:
+All untrusted code runs in `sandbox/runner.py`, a fork server: a clean zygote (it never holds a
+request, an output or another program's source) forks every program, which then runs under its own
+unprivileged uid with no capabilities, its own rlimits and per-call wall-clock limits; after each
+program the runner checks its own state and retires if anything changed. JSON lines both ways,
+never pickle. The backends differ only in where that runner lives:
 
 - `docker` (the default, `docker.py`): inside hardened, network-less containers (docs/sandbox.md).
 - `local` (`local.py`): a runner process on this machine. UNSAFE for untrusted code: rlimits are not
