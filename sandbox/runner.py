@@ -12,17 +12,19 @@ unsafe `local` backend, on the host). Three kinds of process, so that no program
   it forks, reaps its children and reports their exit status to the supervisor.
 - the *program* process: with `--program-uid` (the runner is root with only SETUID, SETGID and KILL)
   it sets oom_score_adj 1000 while it may, drops to that uid (no capabilities), sets no_new_privs,
-  its own rlimits and a seccomp filter (no exec, no PR_SET_DUMPABLE), reads its own request, execs
+  its own rlimits and a seccomp filter (no exec, no PR_SET_DUMPABLE, no CLONE_PARENT, no inet,
+  netlink or packet socket), reads its own request, execs
   the program and calls `transform` on each input, reporting each call as one JSON line on fd 3.
 
 After every program the supervisor kills every process the program left, has what it left in the
 `--scratch` directories (and, in `--exclusive` mode, SysV/POSIX IPC objects) removed by a cleaner
 that runs as the program's uid within `--cleanup-limit` seconds, and checks its own and the zygote's
-state (rlimits, nice, CPU affinity, scheduling policy, oom_score_adj, uids). If the cleanup overran
-or the state changed, that program is answered `error` with the reason and the runner retires: it
+state (rlimits, nice, CPU affinity, scheduling policy, oom_score_adj, uids). If processes were
+still left after every round of the sweep, the cleanup overran or the state changed, that program is answered `error` with the reason and the runner retires: it
 writes `{"id": null, "retire": reason}` and exits, and the host starts a fresh runner for the
 requests it had not answered. Nothing a program writes is trusted: result lines are parsed strictly
-(no NaN/Infinity, bounded size, any decoding or nesting error is the program's `error`).
+(no NaN/Infinity, bounded size, any decoding or nesting error is the program's `error`). A
+request line it cannot read is answered `bad request` with the id the line starts with, if any.
 
 Request (stdin):  {"id": ..., "source": str, "inputs": [grid, ...], "num_tests": int, "timeout": float}
 Answer (stdout):  {"id": ..., "status": "ok"|"error"|"timeout", "outputs": [value|null, ...],
@@ -44,6 +46,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import resource
 import select
 import selectors
@@ -74,6 +77,7 @@ MAX_CELLS = 100_000  # more list elements than this in a return value is an outp
 MAX_PRINTED = 4 << 20  # stdout + stderr bytes a program may print before it is killed (error)
 MAX_SOURCE_CHARS = 1 << 20  # a longer program is answered `error` without running (model output is far shorter)
 MAX_REQUEST_BYTES = 64 << 20  # a longer request line is refused as a bad request
+SWEEP_ROUNDS = 1000  # rounds of killing a program's leftover processes before the runner retires
 _RESULT_FD = 3
 _REQUEST_FD = 4
 # Kept here so that a program that monkey-patches json or os in its own (forked) copy still gets
@@ -167,11 +171,18 @@ def request_timeout(request: dict, default: float) -> float:
 # -- the program process ----------------------------------------------------------------------
 
 # seccomp for programs: no execve/execveat (an exec'd binary would be dumpable again and could
-# lower its oom_score_adj) and no prctl(PR_SET_DUMPABLE); x32 syscalls are refused on x86_64.
-_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH, execve, execveat, prctl, has x32)
-    "x86_64": (0xC000003E, 59, 322, 157, True),
-    "aarch64": (0xC00000B7, 221, 281, 167, False),
+# lower its oom_score_adj), no prctl(PR_SET_DUMPABLE), no clone(CLONE_PARENT) (a sibling is the
+# zygote's child, out of the program's process group), clone3 answers ENOSYS (its flags are in
+# memory, out of seccomp's reach; libc falls back to clone) and no AF_INET/AF_INET6/AF_NETLINK/
+# AF_PACKET socket (there is no network: sockets would only outlive the program in the container's
+# network namespace, readable by the next one). x32 syscalls are refused on x86_64.
+_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH, execve, execveat, prctl, clone, clone3, socket, has x32)
+    "x86_64": (0xC000003E, 59, 322, 157, 56, 435, 41, True),
+    "aarch64": (0xC00000B7, 221, 281, 167, 220, 435, 198, False),
 }
+CLONE_PARENT = 0x8000
+REFUSED_FAMILIES = (socket.AF_INET, socket.AF_INET6, 16, 17)  # + AF_NETLINK, AF_PACKET
+ENOSYS, EPERM, EAFNOSUPPORT = 38, 1, 97
 
 
 class _SockFprog(ctypes.Structure):
@@ -183,16 +194,26 @@ def _seccomp_filter():
     spec = _SECCOMP_ARCH.get(os.uname().machine)
     if spec is None:
         return None
-    arch, execve, execveat, prctl, x32 = spec
-    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
-    allow, eperm, kill = 0x7FFF0000, 0x00050000 | 1, 0x80000000
+    arch, execve, execveat, prctl, clone, clone3, sock, x32 = spec
+    load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, kill = 0x7FFF0000, 0x80000000
+    eperm, enosys, eafnosupport = (0x00050000 | e for e in (EPERM, ENOSYS, EAFNOSUPPORT))
+    first_arg = 16  # offsetof(struct seccomp_data, args[0]), its low 32 bits on little endian
+
+    def rule(nr, body):  # body runs for syscall `nr` only and ends in a return
+        return [(jeq, 0, len(body), nr)] + body
+
+    families = [(jeq, len(REFUSED_FAMILIES) - 1 - j, int(j == len(REFUSED_FAMILIES) - 1), family)
+                for j, family in enumerate(REFUSED_FAMILIES)]
     code = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (load, 0, 0, 0)]
     if x32:
         code += [(jge, 0, 1, 0x40000000), (ret, 0, 0, eperm)]
-    for nr in (execve, execveat):
-        code += [(jeq, 0, 1, nr), (ret, 0, 0, eperm)]
-    code += [(jeq, 0, 3, prctl), (load, 0, 0, 16), (jeq, 0, 1, PR_SET_DUMPABLE), (ret, 0, 0, eperm),
-             (ret, 0, 0, allow)]
+    code += rule(execve, [(ret, 0, 0, eperm)]) + rule(execveat, [(ret, 0, 0, eperm)])
+    code += rule(clone3, [(ret, 0, 0, enosys)])
+    code += rule(prctl, [(load, 0, 0, first_arg), (jeq, 0, 1, PR_SET_DUMPABLE), (ret, 0, 0, eperm), (ret, 0, 0, allow)])
+    code += rule(clone, [(load, 0, 0, first_arg), (jset, 0, 1, CLONE_PARENT), (ret, 0, 0, eperm), (ret, 0, 0, allow)])
+    code += rule(sock, [(load, 0, 0, first_arg), *families, (ret, 0, 0, eafnosupport), (ret, 0, 0, allow)])
+    code += [(ret, 0, 0, allow)]
     buffer = ctypes.create_string_buffer(b"".join(struct.pack("=HBBI", *op) for op in code))
     return buffer, _SockFprog(len(code), ctypes.addressof(buffer))
 
@@ -495,35 +516,64 @@ class Zygote:
 
 
 def _zygote_loop(sock: socket.socket, config: dict) -> None:
-    """Fork on request and reap, nothing else: it never sees a request, only descriptors."""
+    """Fork on request and reap, nothing else: it never sees a request, only descriptors. It reaps
+    every child, not only those it forked: a process a program made its sibling (clone with
+    CLONE_PARENT, which seccomp refuses too) would otherwise stay a zombie for the container's
+    life, counted against every later program's process limit."""
     fd = sock.fileno()
-    children: dict[int, int] = {}  # pidfd -> pid
-    while True:
-        for ready in select.select([fd, *children], [], [])[0]:
-            if ready != fd:
-                pid = children.pop(ready)
-                os.close(ready)
-                _, status = os.waitpid(pid, 0)
-                sock.sendall(b"x" + pid.to_bytes(8, "little", signed=True) + status.to_bytes(8, "little", signed=True))
-                continue
+    woken_r, woken_w = os.pipe()  # SIGCHLD for any child, ours or not, makes it readable
+    os.set_blocking(woken_r, False)
+    os.set_blocking(woken_w, False)
+    signal.set_wakeup_fd(woken_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: dict[int, int] = {}  # pid -> pidfd of the processes we forked and not yet reported
+
+    def reap() -> None:
+        while True:
             try:
-                message, fds, _, _ = socket.recv_fds(sock, 1, 8)
-            except OSError:
-                _EXIT(0)
-            if not message:
-                _EXIT(0)
-            try:
-                pid = os.fork()
-            except OSError:
-                pid = -1
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
             if pid == 0:
-                (_program_main if message == b"p" else _cleaner_main)(config, fds)
-                _EXIT(1)
-            for passed in fds:
-                os.close(passed)
-            if pid > 0:
-                children[os.pidfd_open(pid)] = pid
-            sock.sendall(b"s" + pid.to_bytes(8, "little", signed=True) + bytes(8))
+                return
+            pidfd = children.pop(pid, None)
+            if pidfd is not None:  # one of ours: the supervisor waits for its status
+                os.close(pidfd)
+                sock.sendall(b"x" + pid.to_bytes(8, "little", signed=True) + status.to_bytes(8, "little", signed=True))
+
+    while True:
+        ready = select.select([fd, woken_r, *children.values()], [], [])[0]
+        if ready != [fd]:
+            try:
+                while os.read(woken_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            reap()
+        if fd not in ready:
+            continue
+        try:
+            message, fds, _, _ = socket.recv_fds(sock, 1, 8)
+        except OSError:
+            _EXIT(0)
+        if not message:
+            _EXIT(0)
+        try:
+            pid = os.fork()
+        except OSError:
+            pid = -1
+        if pid == 0:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(woken_r)
+            os.close(woken_w)
+            (_program_main if message == b"p" else _cleaner_main)(config, fds)
+            _EXIT(1)
+        for passed in fds:
+            os.close(passed)
+        if pid > 0:
+            children[pid] = os.pidfd_open(pid)
+        sock.sendall(b"s" + pid.to_bytes(8, "little", signed=True) + bytes(8))
 
 
 def _tail(text: str) -> str:
@@ -633,17 +683,19 @@ def _prctl(option: int, arg: int) -> None:
         pass
 
 
-def _children() -> list[int]:
-    """Our direct children (zombies included), via /proc/self/task/*/children when available."""
+def _children(of: int = 0) -> list[int]:
+    """The direct children of `of` (0: us; zombies included), via /proc/<pid>/task/*/children
+    when available."""
     pids: list[int] = []
+    where = f"/proc/{of}" if of else "/proc/self"
     try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as f:
+        for tid in os.listdir(f"{where}/task"):
+            with open(f"{where}/task/{tid}/children") as f:
                 pids += [int(p) for p in f.read().split()]
         return pids
     except (OSError, ValueError):
         pass
-    me = os.getpid()
+    me = of or os.getpid()
     try:
         entries = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -819,8 +871,8 @@ class Runner:
             if not isinstance(num_tests, int) or isinstance(num_tests, bool):
                 raise ValueError("'num_tests' must be an integer")
         except ValueError as exc:
-            self._emit({"id": _plain_id(request), "status": "error", "outputs": [], "call_errors": [],
-                        "error": f"bad request: {exc}"})
+            self._emit({"id": _plain_id(request) if request is not None else _leading_id(line), "status": "error",
+                        "outputs": [], "call_errors": [], "error": f"bad request: {exc}"})
             return
         meta = {"id": _plain_id(request), "num_tests": num_tests, "calls": len(inputs),
                 "timeout": request_timeout(request, self.default_timeout)}
@@ -932,30 +984,31 @@ class Runner:
         else:
             job.exit_info = f"exit code {os.WEXITSTATUS(status)}"
         del self.jobs[job.pid]
-        self._sweep()
+        swept = self._sweep()
         answer = job.answer()
-        problem = self.retiring or self._clean_up() or self._state_changed()
+        problem = self.retiring or swept or self._clean_up() or self._state_changed()
         if problem:
             answer["status"], answer["error"] = "error", problem
             self.retiring = problem
         self._emit(answer)
 
-    def _sweep(self) -> None:
+    def _sweep(self) -> str:
         """Kill and reap every process that is not a running job or the zygote: escaped
-        grandchildren, fork bombs, daemons. As a subreaper (or PID 1) they are all ours (a program
-        itself is the zygote's child, reaped by it before we get here)."""
+        grandchildren, fork bombs, daemons. As a subreaper (or PID 1) they are all ours or, if a
+        program made them its siblings, the zygote's, which reaps them. '' or, when some are still
+        there after every round, why the runner must retire."""
         keep = set(self.jobs) | {self.zygote.pid}
-        for _ in range(1000):
+        for round_ in range(SWEEP_ROUNDS):
             if self.exclusive:  # PID 1 of the container: every other process is a leftover
                 strays = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep and p != "1"]
                 doomed = strays
             else:
-                strays = [pid for pid in _children() if pid not in keep]
+                strays = [pid for pid in _children() + _children(self.zygote.pid) if pid not in keep]
                 doomed = list(strays)
                 for pid in strays:
                     _descendants(pid, doomed)
             if not strays:
-                return
+                return ""
             for pid in doomed:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -964,8 +1017,12 @@ class Runner:
             for pid in strays:
                 try:
                     os.waitpid(pid, 0)
-                except ChildProcessError:
+                except ChildProcessError:  # the zygote's (or gone): it reaps them
                     pass
+            if round_ >= 20:
+                time.sleep(0.001)
+        return (f"the program left processes ({len(strays)} in the last round) that the runner was still "
+                f"killing after {SWEEP_ROUNDS} rounds; the runner was replaced")
 
     def _clean_up(self) -> str:
         """Have what the program left removed, within the cleanup limit; '' or why it failed."""
@@ -1034,6 +1091,16 @@ def _plain_id(request) -> object:
     """The request's id if it is one the host can have sent (a JSON scalar), else None."""
     value = request.get("id") if isinstance(request, dict) else None
     return value if isinstance(value, (str, int, float, bool)) or value is None else None
+
+
+_LEADING_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*(-?[0-9]{1,18})\s*[,}]')
+
+
+def _leading_id(line: bytes) -> int | None:
+    """The id a request line we could not parse starts with (as the hosts write it), so that its
+    sender can match the refusal to it; None if there is none."""
+    found = _LEADING_ID.match(line[:64])
+    return int(found.group(1)) if found else None
 
 
 def _preload(modules) -> None:

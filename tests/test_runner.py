@@ -164,6 +164,7 @@ def test_runner_protocol_hello_bad_requests_and_ids():
         "not json",
         json.dumps({"id": "a", "source": "def transform(g):\n    return g\n", "inputs": [G1], "num_tests": 1}),
         json.dumps({"id": "b", "inputs": [G1]}),
+        '{"id": 9, "source": "def transform(g):\\n    return g\\n", "inputs": [[[NaN]]]}',  # strict: no NaN
         json.dumps({"id": "c", "source": "def transform(g):\n    return g\n", "inputs": [G1, T1], "num_tests": 1}),
     ]
     done = subprocess.run([sys.executable, "-I", RUNNER_PATH, "--workers", "1", "--hello"],
@@ -173,6 +174,8 @@ def test_runner_protocol_hello_bad_requests_and_ids():
     by_id = {a["id"]: a for a in answers[1:]}
     assert by_id["a"]["status"] == "ok" and by_id["c"]["outputs"] == [G1, T1]
     assert by_id["b"]["status"] == "error" and "bad request" in by_id["b"]["error"]
+    # a line it cannot parse keeps the id it starts with, so the host can match the refusal
+    assert by_id[9]["status"] == "error" and "NaN is not a JSON number" in by_id[9]["error"]
     assert by_id[None]["status"] == "error" and "bad request" in by_id[None]["error"]
     assert done.returncode == 0
 
@@ -322,5 +325,131 @@ def test_cleanup_past_its_limit_is_charged_to_the_program_that_caused_it(scratch
     done, answers = _runner(scratch, leave, COUNT_LEFT, extra=("--cleanup-limit", "0"))
     assert [a["id"] for a in answers] == [0, None]
     assert answers[0]["status"] == "error" and "than the runner can remove in 0 s" in answers[0]["error"]
+    assert answers[1]["retire"] == answers[0]["error"]
+    assert done.returncode == 0
+
+
+# -- the red team after issue 9 -------------------------------------------------------------------
+
+ECHO = "def transform(grid):\n    return grid\n"
+
+
+@pytest.mark.parametrize("program, why", [
+    (Program(ECHO, [[[float("nan")]]]), "strict JSON"),
+    (Program(ECHO, [G1], [[[float("-inf")]]]), "strict JSON"),
+    (Program(ECHO, [G1], [[[7] * 1000] * 1000] * 23), "at most 67108864"),  # 23 x 3 MB of JSON
+], ids=["nan_in_a_test_input", "infinity_in_a_train_input", "request_over_64_mib"])
+def test_a_request_the_runner_would_refuse_is_an_error_never_a_hang(executor, program, why):
+    """These got a `bad request` answer with id null, which the host dropped: the future never
+    resolved. Now they are built as strictly as the runner reads them and refused before sending."""
+    pid = executor._proc.pid
+    refused, after = [f.result(timeout=60) for f in (executor.submit(program), executor.submit(Program(ECHO, [G2])))]
+    assert refused.status == "error" and why in refused.error
+    assert (refused.test_outputs, refused.train_outputs) == ([None] * len(program.test_inputs),
+                                                             [None] * len(program.train_inputs))
+    assert (after.status, after.test_outputs) == ("ok", [G2])
+    assert executor._proc.pid == pid
+
+
+def test_an_answer_without_id_resolves_the_oldest_request(monkeypatch):
+    """Defence in depth: a line the runner cannot read at all (the host never sends one) is answered
+    with id null; it resolves the oldest request waiting, so none waits forever."""
+    import rps_evals.execution.local as local
+
+    real = local.request_line
+    with LocalExecutor(timeout=5.0, workers=1) as ex:
+        monkeypatch.setattr(local, "request_line", lambda *args: b"not json\n")
+        unreadable = ex.submit(Program(ECHO, [G1]))
+        monkeypatch.setattr(local, "request_line", real)
+        result = unreadable.result(timeout=60)
+        after = ex.run([Program(ECHO, [G2])])[0]
+    assert result.status == "error" and "bad request" in result.error
+    assert (after.status, after.test_outputs) == ("ok", [G2])
+
+
+def test_programs_may_not_make_siblings_or_inet_sockets_but_threads_and_fork_work(executor):
+    """seccomp: clone(CLONE_PARENT) is refused (its child would be the zygote's), clone3 is ENOSYS
+    (libc falls back to clone), inet/netlink/packet sockets are refused; threads, fork and AF_UNIX
+    socketpairs still work."""
+    source = """import ctypes, errno, os, socket, threading
+def transform(grid):
+    libc = ctypes.CDLL(None, use_errno=True)
+    sibling = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)  # x86_64 clone(CLONE_PARENT | SIGCHLD)
+    if sibling == 0:
+        os._exit(0)
+    sibling_errno = ctypes.get_errno()
+    clone3 = libc.syscall(435, 0, 0)
+    clone3_errno = ctypes.get_errno()
+    refused = []
+    for family in (socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK, socket.AF_PACKET):
+        try:
+            socket.socket(family, socket.SOCK_DGRAM if family != socket.AF_PACKET else socket.SOCK_RAW).close()
+        except OSError as exc:
+            refused.append(exc.errno)
+    out = []
+    thread = threading.Thread(target=out.append, args=(5,))
+    thread.start()
+    thread.join()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)
+    a, b = socket.socketpair()
+    return [[sibling, sibling_errno, clone3, clone3_errno, *refused, *out, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]]
+"""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the program uses x86_64 syscall numbers")
+    result = run(executor, source)
+    assert (result.status, result.test_outputs) == ("ok", [[[-1, 1, -1, 38, 97, 97, 97, 97, 5, 3]]]), result.error
+
+
+def _patched_runner(patch: str, *sources):
+    """The runner in a process of its own with `patch` applied to its module first (to reach the
+    defences behind the seccomp filter)."""
+    lines = [json.dumps({"id": i, "source": source, "inputs": [G1], "num_tests": 1}) for i, source in enumerate(sources)]
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(RUNNER_PATH)!r}); import runner; {patch}; "
+            "runner.main(['--workers', '1', '--timeout', '10'])")
+    done = subprocess.run([sys.executable, "-I", "-c", code], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True, timeout=120)
+    return done, [json.loads(line) for line in done.stdout.splitlines()]
+
+
+SIBLINGS = """import ctypes, os, time
+def transform(grid):
+    libc = ctypes.CDLL(None, use_errno=True)
+    made = 0
+    for i in range(100):  # half exit at once (zombies of the zygote), half live on (the sweep kills them)
+        pid = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)
+        if pid == 0:
+            if i % 2:
+                time.sleep(100)
+            os._exit(0)
+        made += pid > 0
+    return [[made]]
+"""
+ZYGOTE_CHILDREN = """import os
+def transform(grid):
+    zygote = os.getppid()
+    return [[len(open(f"/proc/{zygote}/task/{zygote}/children").read().split())]]
+"""
+
+
+def test_the_zygote_reaps_the_siblings_a_program_gave_it():
+    """Behind seccomp: without the filter, 100 clone(CLONE_PARENT) children are the zygote's. It
+    reaps every child, not only those it forked, and the sweep kills the live ones: the next
+    program finds the zygote with one child, itself."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the program uses x86_64 syscall numbers")
+    done, answers = _patched_runner("runner._seccomp_filter = lambda: None", SIBLINGS, ZYGOTE_CHILDREN)
+    assert [(a["id"], a["status"], a["outputs"]) for a in answers] == [(0, "ok", [[[100]]]), (1, "ok", [[[1]]])], answers
+    assert done.returncode == 0
+
+
+def test_a_sweep_that_leaves_processes_is_charged_to_the_program_and_the_runner_retires():
+    """A sweep that runs out of rounds with processes left (here: after one round) marks the program
+    that left them `error` and the runner retires, answering no more."""
+    daemon = "import os, time\ndef transform(grid):\n    if os.fork() == 0:\n        time.sleep(100)\n    return grid\n"
+    done, answers = _patched_runner("runner.SWEEP_ROUNDS = 1", daemon, ECHO)
+    assert [a["id"] for a in answers] == [0, None]
+    assert answers[0]["status"] == "error" and "still killing after 1 rounds" in answers[0]["error"]
     assert answers[1]["retire"] == answers[0]["error"]
     assert done.returncode == 0

@@ -47,13 +47,17 @@ def transform(grid):
     for kind in ("shm", "sem", "msg"):
         with open(f"/proc/sysvipc/{kind}") as f:
             left += f.read().splitlines()[1:]
+    for kind in ("tcp", "tcp6", "udp", "udp6"):  # e.g. TIME_WAIT sockets: a channel to later programs
+        with open(f"/proc/net/{kind}") as f:
+            left += f.read().splitlines()[1:]
     sane = (np.rot90(np.array([[1, 2]])).tolist() == [[2], [1]] and len([1, 2, 3]) == 3
             and sorted([3, 1]) == [1, 3] and callable(print) and json.dumps([1]) == "[1]"
             and not hasattr(builtins, "poisoned"))
     return [[mine, len(left), int(sane), others]] + [list(r) for r in grid]
 """
 FOLLOW_UP_GRID = [[4, 5]]
-# no other process of the programs' uid, nothing left, a sane interpreter,
+# no other process of the programs' uid (zombies included), nothing left (files, IPC objects,
+# inet sockets), a sane interpreter,
 # and two processes of another uid: the runner (PID 1) and its zygote
 FOLLOW_UP_OUTPUT = [[0, 0, 1, 2], [4, 5]]
 
@@ -140,6 +144,73 @@ return grid
 """
 
 
+CLONE_PARENT_ZOMBIES = """
+libc = ctypes.CDLL(None, use_errno=True)
+made = 0
+for _ in range(100):  # raw clone(CLONE_PARENT | SIGCHLD): each child would be the zygote's
+    pid = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)
+    if pid == 0:
+        os._exit(0)
+    if pid < 0:
+        break
+    made += 1
+return [[made, ctypes.get_errno()]]
+"""
+CLONE3 = """
+libc = ctypes.CDLL(None, use_errno=True)
+return [[libc.syscall(435, 0, 0), ctypes.get_errno()]]
+"""
+THREADS_AND_FORK = """
+out = []
+threads = [threading.Thread(target=out.append, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
+    doubled = list(pool.map(lambda v: 2 * v, [1, 2, 3]))
+a, b = socket.socketpair()  # AF_UNIX stays allowed (multiprocessing.Pipe uses it)
+a.send(b"x")
+return [[sorted(out) == list(range(8)), os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), *doubled, len(b.recv(1))]]
+"""
+TCP_TIME_WAIT = """
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(64)
+for i, v in enumerate(v for row in grid for v in row):  # the input, in the ports of TIME_WAIT sockets
+    c = socket.socket()
+    c.bind(("127.0.0.1", 50000 + 16 * i + v))
+    c.connect(server.getsockname())
+    a, _ = server.accept()
+    c.close()
+    a.close()
+return grid
+"""
+LISTENER_IN_FD_CYCLE = """
+listener = socket.socket()
+listener.bind(("127.0.0.1", 47777))
+listener.listen(4)
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+fds = array.array("i", [listener.fileno(), a.fileno(), b.fileno()])
+a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+b.sendmsg([b"y"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+return grid
+"""
+NETLINK_AND_PACKET = """
+refused = []
+for family, kind in ((socket.AF_INET6, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_DGRAM),
+                     (socket.AF_NETLINK, socket.SOCK_RAW), (socket.AF_PACKET, socket.SOCK_RAW)):
+    try:
+        socket.socket(family, kind).close()
+    except OSError as exc:
+        refused.append(exc.errno)
+return [refused]
+"""
+
+
 def _fn(body: str, imports: str = "") -> str:
     lines = "\n".join("    " + line for line in body.strip("\n").splitlines())
     return f"{imports}\ndef transform(grid):\n{lines}\n"
@@ -170,6 +241,12 @@ CASES = [
             "error", "Operation not permitted"),
     Hostile("ptrace_the_runner", _fn("return [[ctypes.CDLL(None).ptrace(16, 1, 0, 0)]]", "import ctypes"),
             "ok", outputs=[[[-1]]]),
+    # siblings the zygote would have to reap: seccomp refuses CLONE_PARENT (EPERM) and clone3
+    # (ENOSYS: libc falls back to clone, whose flags seccomp can see); threads and fork still work
+    Hostile("clone_parent_zombies", _fn(CLONE_PARENT_ZOMBIES, "import ctypes, os"), "ok", outputs=[[[0, 1]]]),
+    Hostile("clone3_is_refused", _fn(CLONE3, "import ctypes"), "ok", outputs=[[[-1, 38]]]),
+    Hostile("honest_threads_and_fork_still_work", _fn(THREADS_AND_FORK, "import concurrent.futures, os, socket, threading"),
+            "ok", outputs=[[[True, 7, 2, 4, 6, 1]]]),
     Hostile("sys_exit", _fn("sys.exit(0)", "import sys"), "error", "SystemExit"),
     Hostile("os_exit", _fn("os._exit(0)", "import os"), "error", "ended early (exit code 0)"),
     Hostile("segfault_via_ctypes", _fn("ctypes.string_at(0)", "import ctypes"), "error", "SIGSEGV"),
@@ -201,11 +278,16 @@ CASES = [
     Hostile("read_host_file", _fn("return [[len(open({secret!r}).read())]]"), "error", "No such file"),
     Hostile("list_host_dir", _fn("return [[len(os.listdir({secret_dir!r}))]]", "import os"), "error", "No such file"),
     Hostile("read_runner_environ", _fn("return [[len(open('/proc/1/environ').read())]]"), "error", "Permission denied"),
-    # network
+    # network: none in the container, and no inet, netlink or packet socket for programs (red team)
     Hostile("connect_host_loopback", _fn("socket.create_connection(('127.0.0.1', {port}), timeout=1)\nreturn grid",
-                                         "import socket"), "error", "Connection refused"),
+                                         "import socket"), "error", "Address family not supported"),
     Hostile("connect_outside", _fn("socket.create_connection(('192.0.2.1', 80), timeout=1)\nreturn grid",
-                                   "import socket"), "error", "Network is unreachable"),
+                                   "import socket"), "error", "Address family not supported"),
+    Hostile("tcp_time_wait_covert_channel", _fn(TCP_TIME_WAIT, "import socket"), "error",
+            "Address family not supported"),
+    Hostile("listener_kept_alive_in_an_scm_rights_cycle", _fn(LISTENER_IN_FD_CYCLE, "import array, socket"),
+            "error", "Address family not supported"),
+    Hostile("netlink_and_packet_sockets", _fn(NETLINK_AND_PACKET, "import socket"), "ok", outputs=[[[97] * 4]]),
     Hostile("resolve_a_name", _fn("socket.getaddrinfo('example.com', 80)\nreturn grid", "import socket"),
             "error", "gaierror"),
     # poisoning later programs
@@ -330,7 +412,10 @@ def test_battery_covers_the_issue_list():
                 "lower_own_oom_score_adj_then_exhaust_memory", "result_line_with_nan", "result_line_with_1e999",
                 "result_line_nested_100000_deep", "result_line_invalid_utf8", "result_line_huge_number",
                 "result_channel_gigabyte", "tmp_dirs_with_mode_000", "tmp_tree_3000_deep", "tmp_150000_files",
-                "fifos_sockets_and_symlink_loops_left", "sysv_and_posix_ipc_left", "source_of_20_mb"}
+                "fifos_sockets_and_symlink_loops_left", "sysv_and_posix_ipc_left", "source_of_20_mb",
+                # the red team after issue 9
+                "clone_parent_zombies", "clone3_is_refused", "honest_threads_and_fork_still_work",
+                "tcp_time_wait_covert_channel", "listener_kept_alive_in_an_scm_rights_cycle"}
     assert required <= names
 
 
@@ -376,3 +461,44 @@ return [[os.getuid(), os.getgid(), int(runner), *caps, int(fields["NoNewPrivs"])
     uid, gid, *rest = result.test_outputs[0][0]
     assert uid >= 100_000 and gid == uid
     assert rest == [0, 0, 0, 0, 0, 1, 2, 1000]
+
+
+ECHO = "def transform(grid):\n    return grid\n"
+OVER_64_MIB = [[[7] * 1000] * 1000] * 23  # 23 x 3 MB of JSON: past the runner's 64 MiB request limit
+
+
+@pytest.mark.parametrize("program, why", [
+    (Program(ECHO, [[[float("nan")]]]), "strict JSON"),
+    (Program(ECHO, [GRID], [[[float("inf")]]]), "strict JSON"),
+    (Program(ECHO, [GRID], OVER_64_MIB), "at most 67108864"),
+], ids=["nan_in_a_test_input", "infinity_in_a_train_input", "request_over_64_mib"])
+def test_a_request_the_runner_would_refuse_is_an_error_never_a_hang(program, why, executor):
+    """Red team after issue 9: these got a `bad request` answer with id null, which the host
+    dropped; two of them filled the container's depth and the run hung. Now they are refused before
+    sending, and the next program runs on the same container."""
+    containers = executor.container_ids()
+    refused, follow_up = [f.result(timeout=60) for f in (executor.submit(program),
+                                                          executor.submit(Program(FOLLOW_UP, [FOLLOW_UP_GRID])))]
+    assert refused.status == "error" and why in refused.error
+    assert refused.test_outputs == [None] * len(program.test_inputs)
+    assert (follow_up.status, follow_up.test_outputs) == ("ok", [FOLLOW_UP_OUTPUT]), follow_up.error
+    assert executor.container_ids() == containers
+
+
+def test_an_answer_without_id_resolves_the_oldest_request_of_its_container(executor):
+    """Defence in depth: a line the runner cannot read (the host never sends one) is answered with
+    id null; it resolves the oldest request outstanding on that container, so none waits forever."""
+    from concurrent.futures import Future
+
+    from rps_evals.execution.docker import _Item
+
+    containers = executor.container_ids()
+    unreadable = Future()
+    with executor._lock:
+        executor._queue.append(_Item(-1, unreadable, Program(ECHO, [GRID]), b"not json\n"))
+        executor._pump()
+    result = unreadable.result(timeout=60)
+    assert result.status == "error" and "bad request" in result.error
+    [follow_up] = executor.run([Program(FOLLOW_UP, [FOLLOW_UP_GRID])])
+    assert (follow_up.status, follow_up.test_outputs) == ("ok", [FOLLOW_UP_OUTPUT]), follow_up.error
+    assert executor.container_ids() == containers

@@ -15,7 +15,7 @@ import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program, SandboxUnavailable
+from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Executor, Program, SandboxUnavailable
 from rps_evals.execution.image import (
     LABEL,
     _force_remove,
@@ -51,7 +51,6 @@ RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL")
 from rps_evals.execution.protocol import (
     RUNNER_IN_IMAGE,
     execution_from_answer,
-    refusal,
     request_line,
     runner_command,
     runner_failure,
@@ -152,9 +151,10 @@ class DockerExecutor(Executor):
         return self
 
     def _submit(self, program: Program, future: Future) -> None:
-        refused = refusal(program)
-        if refused is not None:
-            future.set_result(refused)
+        request_id = next(self._ids)
+        line = request_line(request_id, program, self.timeout)
+        if isinstance(line, Execution):  # the runner would refuse it: never sent
+            future.set_result(line)
             return
         if not self._started:
             self.start()
@@ -163,8 +163,7 @@ class DockerExecutor(Executor):
                 raise RuntimeError("executor is closed")
             if all(slot.broken for slot in self._slots):
                 raise SandboxUnavailable(self._slots[0].broken)
-            request_id = next(self._ids)
-            self._queue.append(_Item(request_id, future, program, request_line(request_id, program, self.timeout)))
+            self._queue.append(_Item(request_id, future, program, line))
             self._pump()
 
     def close(self) -> None:
@@ -339,7 +338,13 @@ class DockerExecutor(Executor):
                     slot.ready = False
             return
         with self._lock:
-            item = slot.outstanding.pop(answer.get("id"), None) if slot.generation == generation else None
+            item = None
+            if slot.generation == generation:
+                item = slot.outstanding.pop(answer.get("id"), None)
+                if item is None and answer.get("id") is None and slot.outstanding:
+                    # a request the runner could not read (we never send one: defence in depth):
+                    # it answers the oldest, so that no future waits forever
+                    item = slot.outstanding.popitem(last=False)[1]
             self._pump()
         if item is not None and not item.future.done():
             item.future.set_result(execution_from_answer(item.program, answer))

@@ -9,11 +9,10 @@ import sys
 import threading
 from concurrent.futures import Future
 
-from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program
+from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Executor, Program
 from rps_evals.execution.protocol import (
     RUNNER_PATH,
     execution_from_answer,
-    refusal,
     request_line,
     runner_command,
     runner_failure,
@@ -39,14 +38,14 @@ class LocalExecutor(Executor):
         self._send_lock = threading.Lock()
 
     def _submit(self, program: Program, future: Future) -> None:
-        refused = refusal(program)
-        if refused is not None:
-            future.set_result(refused)
+        request_id = next(self._ids)
+        line = request_line(request_id, program, self.timeout)
+        if isinstance(line, Execution):  # the runner would refuse it: never sent
+            future.set_result(line)
             return
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is closed")
-            request_id = next(self._ids)
             self._pending[request_id] = (future, program)
             try:
                 if self._proc is None:
@@ -55,13 +54,13 @@ class LocalExecutor(Executor):
                 self._runner_died(f"could not start the sandbox runner: {exc}")
                 return
             proc = self._proc
-        self._send(proc, [(request_id, program)])
+        self._send(proc, [line])
 
-    def _send(self, proc: subprocess.Popen, requests: list[tuple[int, Program]]) -> None:
+    def _send(self, proc: subprocess.Popen, lines: list[bytes]) -> None:
         with self._send_lock:
             try:
-                for request_id, program in requests:
-                    proc.stdin.write(request_line(request_id, program, self.timeout))
+                for line in lines:
+                    proc.stdin.write(line)
                 proc.stdin.flush()
             except (OSError, ValueError):
                 pass  # the runner is gone: its reader fails or re-sends what it had not answered
@@ -107,10 +106,13 @@ class LocalExecutor(Executor):
                 continue
             with self._lock:
                 entry = self._pending.pop(answer.get("id"), None)
+                if entry is None and answer.get("id") is None and self._pending:
+                    # a request the runner could not read (we never send one): the oldest gets it
+                    entry = self._pending.pop(next(iter(self._pending)))
             if entry is not None:
                 entry[0].set_result(execution_from_answer(entry[1], answer))
         proc.wait()
-        again: list[tuple[int, Program]] = []
+        again: list[bytes] = []
         with self._lock:
             if self._proc is not proc:  # closed, or already replaced
                 return
@@ -123,7 +125,8 @@ class LocalExecutor(Executor):
             except OSError as exc:
                 self._runner_died(f"could not restart the sandbox runner: {exc}")
                 return
-            again = [(request_id, program) for request_id, (_, program) in self._pending.items()]
+            again = [request_line(request_id, program, self.timeout)  # sent once: never a refusal
+                     for request_id, (_, program) in self._pending.items()]
             fresh = self._proc
         self._send(fresh, again)
 

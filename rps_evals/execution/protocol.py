@@ -24,24 +24,30 @@ def runner_command(runner: str, *, timeout: float, memory_mb: int, workers: int 
             "--memory-mb", str(memory_mb), *extra]
 
 
-def runner_request(request_id: int, program: Program, timeout: float) -> str:
-    """One request of the runner protocol (sandbox/runner.py), as a JSON line without its newline:
-    the test inputs first, then the training inputs."""
-    return json.dumps({"id": request_id, "source": program.source,
-                       "inputs": list(program.test_inputs) + list(program.train_inputs),
-                       "num_tests": len(program.test_inputs), "timeout": timeout})
-
-
 MAX_SOURCE_CHARS = 1 << 20  # the runner's own limit (sandbox/runner.py): a longer program never runs
+MAX_REQUEST_BYTES = 64 << 20  # the runner's own limit on one request line
 
 
-def refusal(program: Program) -> Execution | None:
-    """The `error` a program too long to run gets at once, without sending it (a 20 MB source would
-    cost the transport and the runner seconds that no time limit covers); None for any other."""
-    if len(program.source or "") <= MAX_SOURCE_CHARS:
-        return None
-    return runner_failure(program, f"the program is {len(program.source)} characters long; the sandbox "
-                                   f"runs programs of at most {MAX_SOURCE_CHARS}")
+def runner_request(request_id: int, program: Program, timeout: float) -> str | Execution:
+    """One request of the runner protocol (sandbox/runner.py), as a JSON line without its newline
+    (the test inputs first, then the training inputs), or the `error` Execution the program gets at
+    once, without sending it, when the runner would refuse the request: a source too long to run
+    (a 20 MB source would cost the transport and the runner seconds no time limit covers), inputs
+    that are not strict JSON (NaN, Infinity) or a request past the runner's size limit. Built as
+    strictly as the runner reads, so that every request sent gets an answer with its id."""
+    if len(program.source or "") > MAX_SOURCE_CHARS:
+        return runner_failure(program, f"the program is {len(program.source)} characters long; the sandbox "
+                                       f"runs programs of at most {MAX_SOURCE_CHARS}")
+    try:
+        line = json.dumps({"id": request_id, "source": program.source,
+                           "inputs": list(program.test_inputs) + list(program.train_inputs),
+                           "num_tests": len(program.test_inputs), "timeout": timeout}, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return runner_failure(program, f"the task's inputs cannot be sent to the sandbox as strict JSON: {exc}")
+    if len(line) > MAX_REQUEST_BYTES:  # ASCII: characters are bytes
+        return runner_failure(program, f"the request (source and inputs) is {len(line)} bytes as JSON; the "
+                                       f"sandbox takes at most {MAX_REQUEST_BYTES}")
+    return line
 
 
 def runner_failure(program: Program, why: str) -> Execution:
@@ -58,5 +64,7 @@ def execution_from_answer(program: Program, answer: dict) -> Execution:
     return Execution(status, outputs[:n], outputs[n:], str(answer.get("error") or ""))
 
 
-def request_line(request_id: int, program: Program, timeout: float) -> bytes:
-    return (runner_request(request_id, program, timeout) + "\n").encode()
+def request_line(request_id: int, program: Program, timeout: float) -> bytes | Execution:
+    """runner_request() as bytes with its newline, or its refusal."""
+    line = runner_request(request_id, program, timeout)
+    return line if isinstance(line, Execution) else (line + "\n").encode()

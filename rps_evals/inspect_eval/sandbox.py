@@ -76,18 +76,22 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
         user = PROGRAM_USER
     results: list[Execution | None] = [None] * len(programs)
     todo = []
+    lines: dict[int, str] = {}
     for i, program in enumerate(programs):
-        if program.source:
-            todo.append(i)
-        else:
+        if not program.source:
             results[i] = Execution.nothing_to_run(program)
+        elif isinstance(line := runner_request(i, program, timeout), Execution):
+            results[i] = line  # the runner would refuse it (too long, NaN inputs): never sent
+        else:
+            todo.append(i)
+            lines[i] = line
     command = runner_command(RUNNER_IN_IMAGE, timeout=timeout, memory_mb=memory_mb)
     if not any("scipy" in (programs[i].source or "") for i in todo):
         command.append("--no-preload")  # a runner started per batch: import scipy only when used
     if user == PROGRAM_USER:  # our image: what programs leave in /tmp is theirs alone, delete it
         command += ["--scratch", "/tmp", "--scratch", "/dev/shm"]
     while todo:
-        requests = [runner_request(i, programs[i], timeout) for i in todo]
+        requests = [lines[i] for i in todo]
         calls = sum(len(programs[i].test_inputs) + len(programs[i].train_inputs) for i in todo)
         limit = int(timeout * calls + 2 * len(todo) + 30)  # per-call limits are the runner's; this stops a hang
         stdout, failure = "", ""
