@@ -251,7 +251,7 @@ def test_a_missing_attempt_is_missing_in_inspect_as_in_score(tmp_path):
     want = {"attempts": 11, "mean": 1700 / 11, "p50": 200, "p90": 200, "max": 200}
     assert reported["usage"]["output_tokens_per_attempt"] == want == core["usage"]["output_tokens_per_attempt"]
     # Inspect stamps start and end to the second, so a fast replay may read 0.0 s
-        assert reported["usage"]["output_tokens"] == 1700 and reported["usage"]["wall_time_s"] >= 0.0
+    assert reported["usage"]["output_tokens"] == 1700 and reported["usage"]["wall_time_s"] >= 0.0
 
 
 def test_replay_usage_without_recorded_counts_is_not_reported(demo_log, tmp_path):
