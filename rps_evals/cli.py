@@ -50,7 +50,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         provenance = build_provenance(dataset, args.attempts, args.program_synthesis, args.timeout,
                                       sandbox_info(args.sandbox, getattr(executor, "image", None)))
     result = write_run(args.out, dataset, records, args.attempts, provenance=provenance,
-                       usage={"wall_time_s": time.monotonic() - started}, **_selection_options(args))
+                       usage={"wall_time_s": time.monotonic() - started},
+                       prompt_version=provenance["prompt_version"] or "unknown", **_selection_options(args))
     print(format_table(result))
     print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
     return 0
