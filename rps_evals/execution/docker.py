@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import json
 import os
 import queue
 import secrets
@@ -51,6 +50,7 @@ RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL")
 from rps_evals.execution.protocol import (
     RUNNER_IN_IMAGE,
     execution_from_answer,
+    read_answer,
     request_line,
     runner_command,
     runner_failure,
@@ -319,11 +319,8 @@ class DockerExecutor(Executor):
             self._on_death(slot, generation)
 
     def _on_answer(self, slot: _Slot, generation: int, line: bytes, ready: threading.Event) -> None:
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(answer, dict):
+        answer = read_answer(line)
+        if answer is None:
             return
         if answer.get("ready"):
             slot.ready = True

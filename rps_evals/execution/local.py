@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Executor, Program
 from rps_evals.execution.protocol import (
     RUNNER_PATH,
     execution_from_answer,
+    read_answer,
     request_line,
     runner_command,
     runner_failure,
@@ -95,11 +95,8 @@ class LocalExecutor(Executor):
     def _read_answers(self, proc: subprocess.Popen) -> None:
         retired = False
         for line in proc.stdout:
-            try:
-                answer = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(answer, dict):
+            answer = read_answer(line)
+            if answer is None:
                 continue
             if answer.get("retire"):
                 retired = True

@@ -50,6 +50,16 @@ def runner_request(request_id: int, program: Program, timeout: float) -> str | E
     return line
 
 
+def read_answer(line: bytes | str) -> dict | None:
+    """One line the runner wrote, as its answer object; None for anything else (the host never
+    trusts the runner's stream to be well formed: a dying runner may leave half a line)."""
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
 def runner_failure(program: Program, why: str) -> Execution:
     return Execution("error", [None] * len(program.test_inputs), [None] * len(program.train_inputs), why)
 

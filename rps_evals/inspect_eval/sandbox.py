@@ -12,7 +12,6 @@ after it: the rest run again in a fresh runner.
 
 from __future__ import annotations
 
-import json
 import os
 from importlib.resources import files
 from typing import Sequence
@@ -23,6 +22,7 @@ from rps_evals.execution.image import sandbox_image
 from rps_evals.execution.protocol import (
     RUNNER_IN_IMAGE,
     execution_from_answer,
+    read_answer,
     runner_command,
     runner_failure,
     runner_request,
@@ -108,15 +108,14 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
             failure = f"the runner's answers exceeded Inspect's output limit ({exc.limit_str})"
         answered, retired = 0, ""
         for line in stdout.splitlines():
-            try:
-                answer = json.loads(line)
-            except ValueError:
+            answer = read_answer(line)
+            if answer is None:
                 continue
-            i = answer.get("id") if isinstance(answer, dict) else None
+            i = answer.get("id")
             if isinstance(i, int) and i in todo and results[i] is None:
                 results[i] = execution_from_answer(programs[i], answer)
                 answered += 1
-            elif isinstance(answer, dict) and i is None and answer.get("retire"):
+            elif i is None and answer.get("retire"):
                 retired = str(answer["retire"])
         remaining = [i for i in todo if results[i] is None]
         if not remaining:
