@@ -27,8 +27,9 @@ def core_score(responses: Path, out: Path, task_ids=DEMO_IDS, dataset="arc1:trai
 
 def scores_of(result: dict) -> dict:
     """A results.json without what legitimately differs between front ends on the same answers:
-    provenance (the prompt is unknown to `rps-evals score`, the model to a file) and usage (wall time)."""
-    return {key: value for key, value in result.items() if key not in ("provenance", "usage")}
+    provenance and the prompt version (the prompt is unknown to `rps-evals score`, the model to a
+    file) and usage (wall time)."""
+    return {key: value for key, value in result.items() if key not in ("provenance", "usage", "prompt_version")}
 
 
 def report(log_path: str, out: Path, *options: str) -> dict:
