@@ -432,3 +432,19 @@ def test_cli_eval_retry_completes_a_log_with_failed_generations(tmp_path):
     result = report(str(retried), tmp_path / "retried")
     assert scores_of(result) == scores_of(core_score(responses, tmp_path / "core", task_ids=ids))
     assert result["metrics"]["api_errors"]["n"] == 0
+
+
+def test_replayed_reasoning_reaches_the_records_as_a_provider_returns_it(tmp_path):
+    """A responses line with `reasoning` comes back as a ContentReasoning part beside the text, so the
+    solver keeps it apart from the completion, as with vLLM's reasoning_content."""
+    lines = [{"task_id": "25ff71a9", "attempt": 1, "completion": "no program here", "stop_reason": "stop",
+              "reasoning": "the shape moves down by one row"},
+             {"task_id": "25ff71a9", "attempt": 2, "completion": "nor here", "stop_reason": "stop"}]
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    task = arc1(split="training", task_ids="25ff71a9", sandbox="local")
+    (log,) = inspect_eval(task, model="rps/replay", model_args={"responses": str(responses)}, display="none")
+    assert log.status == "success"
+    records = log.samples[0].scores[SCORER_NAME].metadata["attempts"]
+    assert [(r["completion"], r["reasoning"]) for r in records] == [
+        ("no program here", "the shape moves down by one row"), ("nor here", None)]

@@ -28,6 +28,8 @@ from inspect_ai.model import (
     ChatCompletionChoice,
     ChatMessage,
     ChatMessageAssistant,
+    ContentReasoning,
+    ContentText,
     GenerateConfig,
     ModelAPI,
     ModelOutput,
@@ -99,8 +101,11 @@ class ReplayAPI(ModelAPI):
                     return ModelOutput(model="replay", choices=[], error=failure,
                                        usage=ModelUsage(input_tokens=0, output_tokens=0, total_tokens=0))
                 break
+            # recorded reasoning comes back as a provider returns it: a ContentReasoning part beside the text
+            content = ([ContentReasoning(reasoning=response.reasoning), ContentText(text=response.completion or "")]
+                       if response.reasoning else response.completion or "")
             choices.append(ChatCompletionChoice(
-                message=ChatMessageAssistant(content=response.completion or "", model="replay", source="generate"),
+                message=ChatMessageAssistant(content=content, model="replay", source="generate"),
                 stop_reason=response.stop_reason or "unknown",
             ))
         served = [self.responses[(task_id, first + i)] for i in range(len(choices))]
