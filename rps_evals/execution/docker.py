@@ -23,6 +23,14 @@ from rps_evals.execution.image import (
     remove_leftover_containers,
     sandbox_image,
 )
+from rps_evals.execution.protocol import (
+    RUNNER_IN_IMAGE,
+    execution_from_answer,
+    read_answer,
+    request_line,
+    runner_command,
+    runner_failure,
+)
 
 
 @dataclass(frozen=True)
@@ -47,14 +55,6 @@ LIMITS = ContainerLimits()
 # What the runner (root in its container, PID 1) keeps: start each program under the programs' uid,
 # and kill what programs leave. Programs themselves get no capability at all.
 RUNNER_CAPABILITIES = ("SETUID", "SETGID", "KILL")
-from rps_evals.execution.protocol import (
-    RUNNER_IN_IMAGE,
-    execution_from_answer,
-    read_answer,
-    request_line,
-    runner_command,
-    runner_failure,
-)
 
 
 @dataclass
