@@ -47,7 +47,8 @@ def test_readme_demo_prints_what_the_readme_shows(tmp_path):
     assert len(printed) == 1, "the README shows what the demo prints"
 
     inspect_cli = [sys.executable, "-m", "inspect_ai"] + command[1:]
-    done = subprocess.run(inspect_cli + ["--log-dir", str(tmp_path / "logs")], cwd=ROOT, capture_output=True,
+    # from a directory of the user's own, not the checkout: the demo needs only the installed package
+    done = subprocess.run(inspect_cli + ["--log-dir", str(tmp_path / "logs")], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = done.stdout[done.stdout.index("arc1:training  (k=2"):].strip()
