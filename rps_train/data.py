@@ -43,6 +43,7 @@ from rps_evals.data import Dataset, Task, load_dataset, overlap
 from rps_evals.parse import as_grid, parse_response, strip_reasoning
 from rps_evals.prompt import PROMPT_VERSION, build_prompt, format_grid
 from rps_evals.scoring import TOKEN_LIMIT_REASONS
+from rps_train.options import add_config_option, parse_with_config
 
 FORMAT = "rps-train-dpo-data/1"
 REQUIRED_TRACE_COLUMNS = ("task_id", "reasoning", "code", "predicted_test_output", "correct_test_input")
@@ -717,11 +718,15 @@ def make_parser():
     parser.add_argument("--allow-eval-overlap", "--allow_eval_overlap", dest="exclude_eval_overlap",
                         action="store_false", help="keep evaluation tasks (the study's literal data); the "
                                                    "contamination report is printed and in the manifest")
+    add_config_option(parser, "BuildConfig")
     return parser
 
 
 def parse_config(argv: list[str] | None = None) -> BuildConfig:
-    (config,) = make_parser().parse_args_and_config(args=argv)
+    try:
+        (config,) = parse_with_config(make_parser(), argv, "data")
+    except ValueError as exc:  # a bad --config file, or keys in it that BuildConfig lacks
+        raise BuildError(str(exc)) from None
     missing = [f"--{name}" for name in ("traces", "out_dir") if not getattr(config, name)]
     if not config.rejected:
         missing.append("--rejected")

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from rps_train.options import add_config_option, parse_with_config
+
 FORMAT = "rps-train-run/1"
 REFERENCES = ("stage1", "base")
 # vLLM accepts only these --max-lora-rank values.
@@ -454,13 +456,15 @@ def run(rps: RPSArguments, training_args, model_args, callbacks: Sequence = (), 
 def make_parser():
     from trl import DPOConfig, ModelConfig, TrlParser
 
-    return TrlParser((RPSArguments, DPOConfig, ModelConfig), prog="rps-train train")
+    parser = TrlParser((RPSArguments, DPOConfig, ModelConfig), prog="rps-train train")
+    add_config_option(parser, "training (RPSArguments, DPOConfig, ModelConfig)")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     try:
-        rps, training_args, model_args = parser.parse_args_and_config(args=argv)
+        rps, training_args, model_args = parse_with_config(parser, argv, "training")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
