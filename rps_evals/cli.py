@@ -40,6 +40,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     # for tasks outside --task-ids are valid answers that this run does not score.
     in_file = read_responses(args.responses, full, args.attempts)
     responses = [r for r in in_file if r.task_id in dataset.tasks]
+    if not responses:  # as the Inspect replay refuses it: a wrong file or dataset would score 0 silently
+        where = f"the {len(dataset.tasks)} selected tasks" if args.task_ids else "any task"
+        raise InputError(f"{args.responses} has no response for {where} of {dataset.name} "
+                         f"({len(in_file)} lines in all); nothing scored")
     if len(responses) < len(in_file):
         print(f"note: {len(in_file) - len(responses)} of the {len(in_file)} lines of {args.responses} "
               "answer tasks outside --task-ids; they are not scored")

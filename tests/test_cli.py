@@ -172,6 +172,19 @@ def test_task_ids_score_the_selection_of_a_file_that_holds_other_tasks(tmp_path,
     assert not (tmp_path / "run2").exists()
 
 
+def test_a_file_that_answers_nothing_selected_is_refused(tmp_path, capsys):
+    """A wrong file or dataset would score as all-missing (0/N) without a word; the replay refuses it too."""
+    path = responses_file(tmp_path)  # 13 lines, none for 00d62c1b
+    assert score(tmp_path, "--task-ids", "00d62c1b", responses=path) == 2
+    assert (f"{path} has no response for the 1 selected tasks of arc1:training (13 lines in all); "
+            "nothing scored") in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert score(tmp_path, responses=empty) == 2
+    assert f"{empty} has no response for any task of arc1:training (0 lines in all)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 VOLATILE = ("wall_time_s", "started_at", "finished_at", "created_at")  # when and how long, nothing else
 
 
