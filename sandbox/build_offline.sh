@@ -4,7 +4,7 @@
 # -> `docker import`, then the normal Dockerfile is built on it with BASE_IMAGE. Idempotent: the
 # image tag is a hash of runner.py + Dockerfile + the base image's name, and an existing image with that tag is kept.
 # Usage: bash sandbox/build_offline.sh [--force]      (--force: rebuild the image, keep the base)
-# Online, rps_evals.execution.ensure_image() (the CLI's `sandbox build`) builds on the official image.
+# Online, rps_evals.execution.image.ensure_image() (the CLI's `sandbox build`) builds on the official image.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
