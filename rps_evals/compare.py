@@ -151,7 +151,7 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
     for metric, ua in units_a.items():
         ub = units_b.get(metric, {})
         if set(ua) != set(ub):
-            raise InputError(f"runs cover different {metric} units (different task sets?)")
+            raise InputError(_different_units(metric, ua, ub))
         keys = list(ua)
         a = np.array([ua[key] for key in keys], dtype=float)
         b = np.array([ub[key] for key in keys], dtype=float)
@@ -172,6 +172,24 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
         "notes": notes,
         "metrics": {row.metric: row.as_dict() for row in rows},
     }
+
+
+def _task_of(key) -> str:
+    return key[0] if isinstance(key, tuple) else key
+
+
+def _different_units(metric: str, units_a: dict, units_b: dict) -> str:
+    """Why two runs cannot pair: their task counts and a few task ids only one of them has."""
+    tasks_a, tasks_b = ({_task_of(key) for key in units} for units in (units_a, units_b))
+    if tasks_a == tasks_b:
+        return (f"runs cover different {metric} units on the same {len(tasks_a)} tasks: "
+                f"A has {len(units_a)}, B has {len(units_b)}")
+    parts = [f"runs cover different tasks: A has {len(tasks_a)} tasks, B has {len(tasks_b)}"]
+    for label, only in (("A", tasks_a - tasks_b), ("B", tasks_b - tasks_a)):
+        if only:
+            shown = sorted(only)[:5]
+            parts.append(f"only in {label}: {', '.join(shown)}" + (f" ({len(only)} in all)" if len(only) > 5 else ""))
+    return "; ".join(parts) + " (score both on the same tasks)"
 
 
 def format_comparison(comparison: dict[str, Any], name_a: str = "A", name_b: str = "B") -> str:

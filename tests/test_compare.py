@@ -113,6 +113,18 @@ def test_runs_on_different_datasets_refuse_to_pair(runs, tmp_path):
     assert main(["compare", str(runs[0]), str(tmp_path / "c")]) == 2
 
 
+def test_runs_on_different_task_sets_name_the_counts_and_tasks(runs, tmp_path, capsys):
+    """The same dataset and k but 3 tasks against 20: the error says so and names tasks only in B."""
+    ids = list(DATASET.tasks)
+    subset = DATASET.select(ids[:3])
+    write_run(tmp_path / "c", subset, [missing_record(t, a) for t in subset.tasks.values() for a in (1, 2)], k=2)
+    assert main(["compare", str(tmp_path / "c"), str(runs[0])]) == 2
+    only_b = sorted(ids[3:])
+    assert capsys.readouterr().err == (
+        f"rps-evals: error: runs cover different tasks: A has 3 tasks, B has 20; only in B: {', '.join(only_b[:5])} (17 in all) "
+        "(score both on the same tasks)\n")
+
+
 # --- comparability: what the runs record about how they were measured ---------------------------
 def provenance(**changes):
     block = {
