@@ -127,7 +127,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if not args.max_drop:
         raise InputError("give at least one --max-drop METRIC=FRACTION, e.g. "
                          "--max-drop attempts_from_executed_programs=0.05")
-    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate), strict=args.strict)
+    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate), strict=args.strict,
+                              names=("baseline", "candidate"))
     passed, table = gate(comparison, dict(args.max_drop), args.alpha)
     for warning in comparison["warnings"]:
         print(warning)

@@ -99,29 +99,33 @@ def recorded(result: dict[str, Any], name: str) -> Any:
     return result.get(name)
 
 
-def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = False) -> list[str]:
+def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = False,
+                  names: tuple[str, str] = ("A", "B")) -> list[str]:
     """Check that two results may be paired: an InputError naming both values when they differ in
     dataset, dataset_hash or k; a warning line for each SHOULD_MATCH value that differs or is
     unknown (a run without provenance: nothing can be checked, and the reader is told so).
-    `strict` turns the warnings into an InputError."""
+    `strict` turns the warnings into an InputError. `names` are what the messages call the runs
+    (gate: baseline, candidate)."""
+    name_a, name_b = names
     for name in ("dataset", *MUST_MATCH):
         a, b = (res.get(name) if name == "dataset" else recorded(res, name) for res in (res_a, res_b))
         if a is not None and b is not None and a != b:
-            raise InputError(f"the runs differ in {name}: A {a!r}, B {b!r}; they cannot be paired")
+            raise InputError(f"the runs differ in {name}: {name_a} {a!r}, {name_b} {b!r}; they cannot be paired")
         if name == "k" and a is None:
-            raise InputError("run A records no k (attempts per task): not a results.json of rps-evals")
+            raise InputError(f"run {name_a} records no k (attempts per task): not a results.json of rps-evals")
         if name == "k" and b is None:
-            raise InputError("run B records no k (attempts per task): not a results.json of rps-evals")
+            raise InputError(f"run {name_b} records no k (attempts per task): not a results.json of rps-evals")
     warnings = []
     for name in ("dataset_hash", *SHOULD_MATCH):
         a, b = recorded(res_a, name), recorded(res_b, name)
+        values = f"{name_a} {_shown(a)}, {name_b} {_shown(b)}"
         if a is None or b is None:
-            unknown = "both runs" if a is None and b is None else ("run A" if a is None else "run B")
-            warnings.append(f"WARNING: {name} is unknown for {unknown} (A {_shown(a)}, B {_shown(b)}): "
+            unknown = "both runs" if a is None and b is None else f"run {name_a if a is None else name_b}"
+            warnings.append(f"WARNING: {name} is unknown for {unknown} ({values}): "
                             "cannot check that the runs were measured the same way")
         elif name != "dataset_hash" and a != b:
-            warnings.append(f"WARNING: the runs differ in {name}: A {_shown(a)}, B {_shown(b)}")
-    for label, res in (("A", res_a), ("B", res_b)):
+            warnings.append(f"WARNING: the runs differ in {name}: {values}")
+    for label, res in ((name_a, res_a), (name_b, res_b)):
         if "hardcoded_output_programs" not in res.get("metrics", {}):
             warnings.append(f"WARNING: run {label} was scored before hard-coded programs were detected: "
                             "its attempts_from_general_programs counts every executed program")
@@ -135,11 +139,11 @@ def _shown(value: Any) -> str:
 
 
 def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict, Sequence[AttemptRecord]],
-                 strict: bool = False) -> dict[str, Any]:
+                 strict: bool = False, names: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
     """Pair two runs (each `(results, records)` as from records.read_run) metric by metric, after
-    `comparability` has accepted them (its warnings are kept in the result)."""
+    `comparability` has accepted them (its warnings, which call the runs `names`, are kept)."""
     (res_a, rec_a), (res_b, rec_b) = run_a, run_b
-    warnings = comparability(res_a, res_b, strict)
+    warnings = comparability(res_a, res_b, strict, names)
     select_a, select_b = (res.get("selection", DEFAULT_POLICY) for res in (res_a, res_b))
     if select_a != select_b:
         raise InputError(f"runs differ in selection: {select_a!r} vs {select_b!r} (write both with the same --select)")
@@ -238,6 +242,11 @@ def gate(comparison: dict[str, Any], max_drops: dict[str, float], alpha: float |
         verdict = "FAIL" if failed else "ok"
         if drop > allowed + 1e-12 and not failed:
             verdict = f"ok (not significant at alpha={alpha:g})"
-        lines.append(f"{metric:<{width}}{100 * row['a']['rate']:>11.1f}%{100 * row['b']['rate']:>11.1f}%"
-                     f"{100 * drop:>8.1f}%{100 * allowed:>8.1f}%{row['mcnemar_p']:>9.3g}  {verdict}")
+        lines.append(f"{metric:<{width}}{_percent(row['a']['rate']):>12}{_percent(row['b']['rate']):>12}"
+                     f"{_percent(drop):>9}{_percent(allowed):>9}{row['mcnemar_p']:>9.3g}  {verdict}")
     return ok, "\n".join(lines)
+
+
+def _percent(fraction: float) -> str:
+    """One decimal, never '-0.0%' (no change, or a gain too small to show, is 0.0%)."""
+    return f"{round(100 * fraction, 1) + 0.0:.1f}%"

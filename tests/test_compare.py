@@ -89,6 +89,26 @@ def test_gate(runs, capsys, max_drop, alpha, code):
     assert "attempts_from_executed_programs" in out and "20.0%" in out
 
 
+def test_gate_no_change_is_zero_not_negative_zero(runs, capsys):
+    metric = "attempts_from_executed_programs"
+    assert main(["gate", str(runs[0]), "--baseline", str(runs[0]), "--max-drop", f"{metric}=0"]) == 0
+    assert [l for l in capsys.readouterr().out.splitlines() if not l.startswith("WARNING")] == [
+        f"{'metric':<{len(metric) + 2}}    baseline   candidate     drop  allowed        p  verdict",
+        f"{metric}         55.0%       55.0%     0.0%     0.0%        1  ok",
+        "gate: PASS",
+    ]
+
+
+def test_gate_warnings_name_baseline_and_candidate(runs, capsys):
+    set_results(runs[0], None)  # an older run without provenance as the baseline
+    set_results(runs[1], provenance())
+    assert main(["gate", str(runs[1]), "--baseline", str(runs[0]), "--max-drop", "task_solves=1"]) == 0
+    warnings = [l for l in capsys.readouterr().out.splitlines() if l.startswith("WARNING")]
+    assert warnings[0] == ("WARNING: prompt_hash is unknown for run baseline (baseline unknown, candidate '"
+                           + "a" * 64 + "'): cannot check that the runs were measured the same way")
+    assert not [l for l in warnings if " A " in l or " B " in l]
+
+
 def test_gate_lower_is_better_metric_rises(runs, capsys):
     # invalid attempts rise from 10/40 (B) to 18/40 (A): a 20-point drop in quality
     assert main(["gate", str(runs[0]), "--baseline", str(runs[1]), "--max-drop", "invalid_attempts=0.1"]) == 1
@@ -195,8 +215,9 @@ def test_differences_that_can_move_a_score_warn_and_strict_refuses(runs, capsys,
     err = capsys.readouterr().err
     assert "--strict: the runs may not be comparable" in err and line in err
     gate_args = ["gate", str(runs[1]), "--baseline", str(runs[0]), "--max-drop", "task_solves=0.5"]
-    assert main(gate_args) == 0
-    assert capsys.readouterr().out.splitlines()[0] == line
+    assert main(gate_args) == 0  # gate calls the runs what its table does
+    gate_line = line.replace(": A ", ": baseline ").replace(", B ", ", candidate ")
+    assert capsys.readouterr().out.splitlines()[0] == gate_line and gate_line != line
     assert main(gate_args + ["--strict"]) == 2
 
 
