@@ -125,13 +125,16 @@ def generate_args(thinking: bool, max_tokens: int | None = None) -> list[str]:
 
 
 def eval_command(task: str, model: str, thinking: bool, task_args: dict[str, str] | None = None,
-                 max_tokens: int | None = None) -> list[str]:
-    """One `inspect eval` command line (with the server arguments when Inspect starts vLLM itself)."""
+                 max_tokens: int | None = None, log_dir: str | None = None) -> list[str]:
+    """One `inspect eval` command line (with the server arguments when Inspect starts vLLM itself);
+    `log_dir` keeps one model's logs apart from another's (Inspect's default is ./logs for all)."""
     args = ["inspect", "eval", task, "--model", model]
     if model.startswith("vllm/"):
         args += inspect_vllm_args()
     for key, value in (task_args or {}).items():
         args += ["-T", f"{key}={value}"]
+    if log_dir:
+        args += ["--log-dir", log_dir]
     return args + generate_args(thinking, max_tokens)
 
 
@@ -141,7 +144,8 @@ def shell_line(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print the vLLM + Inspect commands for LoRA adapters.")
+    parser = argparse.ArgumentParser(prog="python -m rps_evals.serving",
+                                     description="Print the vLLM + Inspect commands for LoRA adapters.")
     parser.add_argument("--base", help="base model, e.g. Qwen/Qwen3-8B")
     parser.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR", help="repeatable")
     parser.add_argument("--task", default="rps_evals/arc2")
@@ -188,14 +192,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"{lmeval_served_args(name, args.port, args.base)} {tasks} --gen_kwargs seed=None "
                   f"--output_path results/{name.replace('/', '_')} --log_samples")
         return 0
-    print("# (a) Inspect starts vLLM with the adapter itself")
-    for path in list(adapters.values()) or [None]:
-        print(shell_line(eval_command(args.task, inspect_vllm_model(args.base, path), thinking, task_args)))
+    print("# (a) Inspect starts vLLM with the adapter itself (logs/<name> per adapter)")
+    for name, path in list(adapters.items()) or [("base", None)]:
+        print(shell_line(eval_command(args.task, inspect_vllm_model(args.base, path), thinking, task_args,
+                                      log_dir=f"logs/{name}")))
     print("\n# (b) one server for the base model and every adapter, then one eval per model name")
     print(shell_line(serve))
     print(f"export VLLM_BASE_URL=http://localhost:{args.port}/v1 VLLM_API_KEY=EMPTY")
     for name in list(adapters) or [args.base]:
-        print(shell_line(eval_command(args.task, served_model(name), thinking, task_args)))
+        log_dir = f"logs/{name}" if adapters else "logs/base"
+        print(shell_line(eval_command(args.task, served_model(name), thinking, task_args, log_dir=log_dir)))
     return 0
 
 

@@ -4,6 +4,7 @@ run needs a GPU and is not part of CI)."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -107,6 +108,29 @@ def test_cli_prints_both_ways(capsys):
             "--max-loras 1 --lora-modules rps=/a/rps\n") in out
     assert "pretrained=Qwen/Qwen3-8B,lora_local_path=/a/rps,max_lora_rank=16,max_model_len=40960 " in out
     assert "--reasoning-parser qwen3" not in out
+
+
+def test_cli_prog_and_one_log_dir_per_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith("usage: python -m rps_evals.serving ")
+    assert main(["--base", "Qwen/Qwen3-8B", "--adapter", "rps=/a/rps", "--adapter", "eps=/a/eps"]) == 0
+    evals = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("inspect eval")]
+    log_dirs = {argv[argv.index("--model") + 1]: argv[argv.index("--log-dir") + 1] for argv in evals}
+    assert log_dirs == {"vllm/Qwen/Qwen3-8B:/a/rps": "logs/rps", "vllm/Qwen/Qwen3-8B:/a/eps": "logs/eps",
+                        "openai-api/vllm/rps": "logs/rps", "openai-api/vllm/eps": "logs/eps"}
+    assert main(["--base", "Qwen/Qwen3-8B"]) == 0
+    evals = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("inspect eval")]
+    assert [argv[argv.index("--log-dir") + 1] for argv in evals] == ["logs/base", "logs/base"]
+
+
+def test_docs_inspect_started_vllm_line_is_the_built_one():
+    """docs/inspect.md's (a) command is what `python -m rps_evals.serving --thinking on` prints for rps."""
+    (line,) = [c for c in _doc_commands((ROOT / "docs/inspect.md").read_text(), "inspect eval ")
+               if "--model vllm/Qwen/Qwen3-8B:" in c]
+    model = "vllm/Qwen/Qwen3-8B:$PWD/runs/rps_qwen3_8b/stage2"
+    built = eval_command("rps_evals/arc2", model, thinking=True, log_dir="logs/rps")
+    assert shlex.split(line) == built
 
 
 def _doc_commands(text: str, start: str) -> list[str]:
