@@ -232,3 +232,32 @@ def test_report_in_a_real_browser(report, tmp_path):
             assert len(visible_sections()) == 4
         finally:
             browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; .ci/run does)")
+def test_paired_table_fits_or_scrolls_in_its_own_box(report):
+    """At 1200 px the paired table's last columns (B - A, p) are on screen and the page does not
+    scroll sideways; narrower, the table scrolls inside its box and the page still does not."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    page_scrolls_sideways = "() => document.documentElement.scrollWidth > document.documentElement.clientWidth"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(report.as_uri())
+            table = page.locator("table.paired")
+            box = table.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 1200
+            last_header = table.locator("th").last
+            assert last_header.inner_text().replace("\n", " ") == "exact McNemar p"
+            header_box = last_header.bounding_box()
+            assert header_box["x"] + header_box["width"] <= 1200
+            assert not page.evaluate(page_scrolls_sideways)
+
+            page.set_viewport_size({"width": 600, "height": 900})
+            assert not page.evaluate(page_scrolls_sideways)
+            holder = page.locator(".tablebox", has=page.locator("table.paired"))
+            assert holder.evaluate("e => e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX === 'auto'")
+            assert holder.bounding_box()["x"] + holder.bounding_box()["width"] <= 600
+        finally:
+            browser.close()

@@ -186,6 +186,7 @@ CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:0 1.2rem 3rem;color:#1d1d1f;background:#fafafa}
 h1{font-size:1.4rem;margin:1rem 0 .3rem}h2{font-size:1.1rem;margin:0 0 .5rem}h3{font-size:.95rem;margin:.2rem 0}
 table{border-collapse:collapse;margin:.4rem 0 1rem;background:#fff}td,th{border:1px solid #ddd;padding:2px 7px;text-align:right;white-space:nowrap}
+.tablebox{max-width:100%;overflow-x:auto}th{white-space:normal;vertical-align:bottom}table.paired{font-size:.9em}
 td .ci{display:block;font-size:.8em}
 th:first-child,td:first-child{text-align:left}.meta td{text-align:left}
 .note{color:#8a4b00}tr.differs td{background:#fff1c2}summary{cursor:pointer;margin:.3rem 0}.dim{color:#666}
@@ -330,8 +331,8 @@ def _header(runs: Sequence[ShownRun], letters: str) -> str:
             f"<td>{r.get('num_tasks', len(run.dataset.tasks))}</td><td>{run.k}</td><td>{_e(r.get('prompt_version', ''))}</td>"
             f"<td>{_e(r.get('selection', DEFAULT_POLICY))}</td><td>{_e((r.get('provenance') or {}).get('model') or '')}</td>"
             f"<td><code>{_e(str(r.get('dataset_hash', ''))[:12])}</code></td></tr>")
-    out = ["<table class='meta'><tr><th>run</th><th>dataset</th><th>tasks</th><th>k</th><th>prompt</th>"
-           "<th>selection</th><th>model</th><th>data file sha256</th></tr>" + "".join(rows) + "</table>"]
+    out = [_boxed("<table class='meta'><tr><th>run</th><th>dataset</th><th>tasks</th><th>k</th><th>prompt</th>"
+                  "<th>selection</th><th>model</th><th>data file sha256</th></tr>" + "".join(rows) + "</table>")]
     for letter, run in zip(letters, runs):
         notes = list(run.results.get("notes") or []) + run.notes
         out += [f"<p class='note'>{letter}: {_e(n)}</p>" for n in notes]
@@ -346,8 +347,8 @@ def _header(runs: Sequence[ShownRun], letters: str) -> str:
             + "".join(f"<td>{_e(f.get(key, '-'))}</td>" for f in flat) + "</tr>" for key in keys)
         heads = "".join(f"<th>{letter}</th>" for letter in letters)
         summary = f"{block} ({len(keys)} fields" + (f"; {len(differ)} differ between A and B" if len(runs) == 2 else "") + ")"
-        out.append(f"<details><summary>{summary}</summary><table class='meta'><tr><th>field</th>{heads}</tr>"
-                   f"{rows}</table></details>")
+        out.append(f"<details><summary>{summary}</summary>"
+                   + _boxed(f"<table class='meta'><tr><th>field</th>{heads}</tr>{rows}</table>") + "</details>")
     return "\n".join(out)
 
 
@@ -361,6 +362,11 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
             out.update(_flatten(item, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: value if isinstance(value, str) else json.dumps(value)}
+
+
+def _boxed(table: str) -> str:
+    """A table in its own sideways-scrolling box, so a wide one never makes the whole page scroll."""
+    return f"<div class='tablebox'>{table}</div>"
 
 
 def _pct(x: float) -> str:
@@ -378,8 +384,8 @@ def _metrics_section(runs: Sequence[ShownRun], letters: str, comparison: dict | 
         rows = "".join(f"<tr><td>{_e(name)}</td><td>{_cell(m['n'], m['of'])}</td></tr>" for name, m in metrics.items())
         prize = runs[0].results.get("arc_prize_score")
         prize_row = f"<tr><td>arc_prize_score</td><td>{prize:.4f}</td></tr>" if prize is not None else ""
-        return ("<h2>Metrics</h2><table><tr><th>metric</th><th>n/of (rate) [95% Wilson]</th></tr>"
-                f"{rows}{prize_row}</table>")
+        return "<h2>Metrics</h2>" + _boxed("<table><tr><th>metric</th><th>n/of (rate) [95% Wilson]</th></tr>"
+                                           f"{rows}{prize_row}</table>")
     head = ("<tr><th>metric</th><th>A n/of (rate) [95% Wilson]</th><th>B n/of (rate) [95% Wilson]</th>"
             "<th>both</th><th>only A</th><th>only B</th><th>neither</th><th>B - A [95% paired bootstrap]</th>"
             "<th>exact McNemar p</th></tr>")
@@ -390,13 +396,15 @@ def _metrics_section(runs: Sequence[ShownRun], letters: str, comparison: dict | 
             f"<tr><td>{_e(name)}</td><td>{_cell(row['a']['n'], row['a']['of'])}</td>"
             f"<td>{_cell(row['b']['n'], row['b']['of'])}</td><td>{row['both']}</td><td>{row['only_a']}</td>"
             f"<td>{row['only_b']}</td><td>{row['neither']}</td>"
-            f"<td>{100 * row['diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]</td><td>{row['mcnemar_p']:.3g}</td></tr>")
+            f"<td>{100 * row['diff']:+.1f} <span class='dim ci'>[{100 * low:+.1f}, {100 * high:+.1f}]</span></td>"
+            f"<td>{row['mcnemar_p']:.3g}</td></tr>")
     prize = [run.results.get("arc_prize_score") for run in runs]
     notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in comparison.get("notes", []))
     prize_line = ""
     if all(p is not None for p in prize):
         prize_line = f"<p>arc_prize_score: A {prize[0]:.4f}, B {prize[1]:.4f}</p>"
-    return ("<h2>Metrics (A vs B, paired)</h2>" + notes + "<table>" + head + "".join(rows) + "</table>" + prize_line
+    return ("<h2>Metrics (A vs B, paired)</h2>" + notes
+            + _boxed("<table class='paired'>" + head + "".join(rows) + "</table>") + prize_line
             + f"<img class='plot' alt='every metric, A and B rates with 95% intervals' "
               f"src='data:image/png;base64,{comparison_plot_png(comparison)}'>")
 
@@ -456,7 +464,7 @@ def _pass_at_k_section(runs: Sequence[ShownRun], letters: str) -> str:
     head = "<tr><th>pass@k</th>" + "".join(f"<th>k = {k}</th>" for k in ks) + "</tr>"
     return ("<h2>pass@k</h2><p class='note'>The chance that k attempts drawn from the run's K solve a task "
             "(or match a test output): Chen et al.'s unbiased estimator, docs/metrics.md.</p>"
-            f"<table>{head}{''.join(rows)}</table><img class='plot' alt='pass@k curves' "
+            + _boxed(f"<table>{head}{''.join(rows)}</table>") + "<img class='plot' alt='pass@k curves' "
             f"src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}'>")
 
 
