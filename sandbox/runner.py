@@ -57,10 +57,19 @@ import struct
 import sys
 import time
 import traceback
+import types
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# glibc reserves a 64 MiB arena per thread (up to 8 per CPU of the host): under a program's 1 GiB
+# RLIMIT_AS that allowed ~17 threads, fewer than ThreadPoolExecutor's default on a big host. Set
+# before any thread exists (the limit is fixed at the first arena made), so every fork inherits it.
+M_ARENA_MAX = -8
+if hasattr(_libc, "mallopt"):
+    _libc.mallopt(M_ARENA_MAX, 2)
 
 try:  # imported once here so every forked program starts with numpy warm
     import numpy as np
@@ -77,7 +86,9 @@ MAX_CELLS = 100_000  # more list elements than this in a return value is an outp
 MAX_PRINTED = 4 << 20  # stdout + stderr bytes a program may print before it is killed (error)
 MAX_SOURCE_CHARS = 1 << 20  # a longer program is answered `error` without running (model output is far shorter)
 MAX_REQUEST_BYTES = 64 << 20  # a longer request line is refused as a bad request
+GC_WAIT = 0.5  # seconds the kernel's unix garbage collector gets to free what a dead program held
 SWEEP_ROUNDS = 1000  # rounds of killing a program's leftover processes before the runner retires
+PROGRAM_MODULE = "__rps_program__"  # the program's __name__ (so `if __name__ == "__main__"` blocks never run)
 _RESULT_FD = 3
 _REQUEST_FD = 4
 # Kept here so that a program that monkey-patches json or os in its own (forked) copy still gets
@@ -89,7 +100,6 @@ _LOADS = json.loads
 _NDARRAY = np.ndarray if np is not None else None
 _GENERIC = np.generic if np is not None else None
 
-_libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_DUMPABLE, PR_SET_SECCOMP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 22, 36, 38
 
 
@@ -300,7 +310,12 @@ def _program_main(config: dict, fds: list[int]) -> None:
 
 def _run_program(request: dict) -> None:
     inputs = [_DUMPS(grid) for grid in request["inputs"]]  # each call gets a fresh copy
-    namespace = {"__name__": "__rps_program__", "__builtins__": __builtins__}
+    # A real module registered in sys.modules (in this process only): dataclasses, pickle (for
+    # multiprocessing) and typing look the program's classes and functions up there by __name__.
+    module = types.ModuleType(PROGRAM_MODULE)
+    module.__builtins__ = __builtins__
+    sys.modules[PROGRAM_MODULE] = module
+    namespace = module.__dict__
     source = request["source"]
     request.clear()
     try:
@@ -746,6 +761,40 @@ def _count_own_tasks() -> int:
     return count
 
 
+def _free_blocks(roots) -> list[int]:
+    free = []
+    for root in roots:
+        try:
+            free.append(os.statvfs(root).f_bfree)
+        except OSError:
+            free.append(0)
+    return free
+
+
+def _count_unix_sockets() -> int:
+    """Unix sockets of our network namespace (the container's, in exclusive mode)."""
+    try:
+        with open("/proc/net/unix", "rb") as f:
+            return f.read().count(b"\n") - 1
+    except OSError:
+        return 0
+
+
+def _collect_unix_garbage() -> None:
+    """Make the kernel run its unix-socket garbage collector: it runs when a unix socket is
+    released while sockets are in flight, so release one with one of ours in flight."""
+    try:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    except OSError:
+        return
+    try:
+        socket.send_fds(a, [b"x"], [a.fileno()])
+    except OSError:
+        pass
+    a.close()
+    b.close()  # purges a (in flight in b's queue), released with sockets in flight: the GC runs
+
+
 _RLIMITS = sorted((name, value) for name, value in vars(resource).items() if name.startswith("RLIMIT_"))
 
 
@@ -781,6 +830,8 @@ class Runner:
         self.retiring = ""
         self.zygote = Zygote(config)
         self.baseline = self._states()
+        self.free_at_start = dict(zip(self.scratch, _free_blocks(self.scratch)))
+        self.unix_sockets_at_start = _count_unix_sockets() if exclusive else 0
 
     def _states(self) -> dict:
         return {"runner": process_state(0), "zygote": process_state(self.zygote.pid)}
@@ -986,7 +1037,7 @@ class Runner:
         del self.jobs[job.pid]
         swept = self._sweep()
         answer = job.answer()
-        problem = self.retiring or swept or self._clean_up() or self._state_changed()
+        problem = self.retiring or swept or self._clean_up() or self._still_held() or self._state_changed()
         if problem:
             answer["status"], answer["error"] = "error", problem
             self.retiring = problem
@@ -1051,6 +1102,35 @@ class Runner:
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             return "the program left files or IPC objects the runner could not remove; the runner was replaced"
         return ""
+
+    def _held(self) -> list[str]:
+        """What a dead program may still hold, as `_still_held` compares it with the start: free
+        space of the scratch tmpfs, and (in exclusive mode, where the network namespace is the
+        container's) the number of unix sockets, which an SCM_RIGHTS cycle keeps alive."""
+        if not self.exclusive:  # elsewhere others share the file systems and the network namespace
+            return []
+        held = []
+        for root, free in zip(self.scratch, _free_blocks(self.scratch)):
+            if free < self.free_at_start.get(root, free):
+                held.append(f"space in {root}")
+        if _count_unix_sockets() > self.unix_sockets_at_start:
+            held.append("unix sockets (and what they carry: files, memory)")
+        return held
+
+    def _still_held(self) -> str:
+        """'' once what the program held is back; otherwise why the runner retires. An SCM_RIGHTS
+        cycle of sockets (carrying unlinked files or memfds) outlives its processes until the
+        kernel's unix garbage collector runs: trigger it and wait a little before blaming."""
+        if not self._held():
+            return ""
+        _collect_unix_garbage()
+        deadline = time.monotonic() + GC_WAIT
+        while (held := self._held()) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if not held:
+            return ""
+        return (f"the program left {', '.join(held)} held after it ended, which the runner could not "
+                f"free; the runner was replaced")
 
     def _zygote_dead(self) -> bool:
         try:

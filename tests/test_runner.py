@@ -454,3 +454,43 @@ def test_a_sweep_that_leaves_processes_is_charged_to_the_program_and_the_runner_
     assert answers[0]["status"] == "error" and "still killing after 1 rounds" in answers[0]["error"]
     assert answers[1]["retire"] == answers[0]["error"]
     assert done.returncode == 0
+
+
+# -- the red team, round 2 ------------------------------------------------------------------------
+
+def test_honest_programs_that_need_a_real_module_and_many_threads_are_ok(executor):
+    """The program is a real module in sys.modules under its old __name__ (not "__main__"): dataclasses
+    with string annotations or slots, pickling its functions for process pools and
+    sys.modules[__name__] work; 24 threads fit in its address space (2 malloc arenas, not 8 per CPU)."""
+    from test_sandbox_hostile import DATACLASSES, PROCESS_POOLS, THREADS_24
+
+    results = executor.run([Program(source, [G1]) for source in (DATACLASSES, PROCESS_POOLS, THREADS_24)])
+    assert [(r.status, r.test_outputs) for r in results] == [
+        ("ok", [[[1, 2, 1]]]), ("ok", [[[1, 4], [9, 16]] * 2]), ("ok", [[[24, 990_000, 22_770_000]]])], \
+        [r.error for r in results]
+
+
+def test_a_traceback_names_the_programs_own_lines(executor):
+    source = "import sys\n\ndef helper(grid):\n    return grid[5]\n\ndef transform(grid):\n    return helper(grid)\n"
+    result = run(executor, source)
+    assert result.status == "error"
+    assert 'File "<program>", line 7, in transform' in result.error
+    assert 'File "<program>", line 4, in helper' in result.error and "IndexError" in result.error
+    at_import = run(executor, "x = 1\nraise KeyError('at import')\n")
+    assert 'File "<program>", line 2, in <module>' in at_import.error and "KeyError: 'at import'" in at_import.error
+
+
+def test_resources_a_dead_program_still_holds_are_charged_to_it_and_the_runner_retires():
+    """After a program the runner compares the free space of its scratch tmpfs and the unix sockets of
+    the container with the start (an SCM_RIGHTS cycle keeps unlinked files and memfds alive after
+    their processes); it triggers the kernel's unix garbage collector and, if they are still held,
+    blames that program and retires. Locally nothing is compared (the host shares both): here the
+    comparison is made to report something held."""
+    done, answers = _patched_runner("runner.Runner._held = lambda self: ['space in /tmp']; runner.GC_WAIT = 0",
+                                    ECHO, ECHO)
+    assert [a["id"] for a in answers] == [0, None]
+    assert answers[0]["status"] == "error"
+    assert answers[0]["error"] == ("the program left space in /tmp held after it ended, which the runner could "
+                                   "not free; the runner was replaced")
+    assert answers[1]["retire"] == answers[0]["error"]
+    assert done.returncode == 0

@@ -50,6 +50,11 @@ def transform(grid):
     for kind in ("tcp", "tcp6", "udp", "udp6"):  # e.g. TIME_WAIT sockets: a channel to later programs
         with open(f"/proc/net/{kind}") as f:
             left += f.read().splitlines()[1:]
+    with open("/proc/net/unix") as f:  # beyond the runner's 2 (its zygote's socketpair): e.g. an SCM_RIGHTS cycle
+        left += f.read().splitlines()[3:]
+    for root in ("/tmp", "/dev/shm"):  # space still held, e.g. by unlinked files in flight
+        st = os.statvfs(root)
+        left += ["space held in " + root] * (st.f_bfree != st.f_blocks)
     sane = (np.rot90(np.array([[1, 2]])).tolist() == [[2], [1]] and len([1, 2, 3]) == 3
             and sorted([3, 1]) == [1, 3] and callable(print) and json.dumps([1]) == "[1]"
             and not hasattr(builtins, "poisoned"))
@@ -199,6 +204,76 @@ a.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
 b.sendmsg([b"y"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
 return grid
 """
+# Red team round 2: dead programs' unlinked files and memfds, kept in flight in an SCM_RIGHTS cycle,
+# held 48 MiB of the 64 MiB /tmp (or of the container's memory) until the kernel's unix garbage
+# collector ran ~1.5 s later. The runner now triggers it; the follow-up finds /tmp's space free.
+HELD_IN_AN_SCM_RIGHTS_CYCLE = """
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+fds = []
+for k in range(48):
+    fd = os.memfd_create("x") if MEMFD else os.open(f"/tmp/f{k}", os.O_CREAT | os.O_RDWR)
+    os.write(fd, b"x" * (1 << 20))
+    if not MEMFD:
+        os.unlink(f"/tmp/f{k}")
+    fds.append(fd)
+for k in range(0, 48, 8):
+    socket.send_fds(a, [b"x"], fds[k:k + 8])
+socket.send_fds(a, [b"y"], [a.fileno(), b.fileno()])
+return [[os.statvfs("/tmp").f_bfree * os.statvfs("/tmp").f_frsize >> 20]]
+"""
+# Honest programs that failed in the runner's old plain-dict namespace (red team round 2): the
+# program is now a real module in sys.modules, under the __name__ it always had.
+DATACLASSES = """from __future__ import annotations
+import sys
+from dataclasses import dataclass
+
+@dataclass
+class Cell:
+    color: int
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    r: int
+    c: int
+
+def transform(grid):
+    return [[Cell(grid[0][0]).color, Point(1, 2).c, int(sys.modules[__name__].Cell is Cell)]]
+
+if __name__ == "__main__":
+    raise SystemExit("the program ran as __main__")
+"""
+PROCESS_POOLS = """import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+def square(x):
+    return x * x
+
+def transform(grid):
+    with multiprocessing.Pool(2) as pool:
+        rows = [pool.map(square, row) for row in grid]
+    with ProcessPoolExecutor(2) as ex:
+        rows += [list(ex.map(square, row)) for row in grid]
+    return rows
+"""
+# Under RLIMIT_AS (1 GiB) glibc's 64 MiB malloc arena per thread allowed ~17 threads: 24 workers (the
+# ThreadPoolExecutor default on a 20-CPU host) failed. The runner limits arenas to 2.
+THREADS_24 = """import threading
+import numpy as np
+from concurrent.futures import ThreadPoolExecutor
+
+barrier = threading.Barrier(24)
+
+def work(i):
+    parts = [np.arange(100) * i for _ in range(200)]  # each thread's first allocations (its arena)
+    barrier.wait(timeout=10)  # all 24 threads alive at once
+    return int(sum(int(p.sum()) for p in parts))
+
+def transform(grid):
+    with ThreadPoolExecutor(max_workers=24) as ex:
+        sums = list(ex.map(work, range(24)))
+    return [[len(sums), sums[1], sums[23]]]
+"""
+
 NETLINK_AND_PACKET = """
 refused = []
 for family, kind in ((socket.AF_INET6, socket.SOCK_STREAM), (socket.AF_INET, socket.SOCK_DGRAM),
@@ -290,6 +365,16 @@ CASES = [
     Hostile("netlink_and_packet_sockets", _fn(NETLINK_AND_PACKET, "import socket"), "ok", outputs=[[[97] * 4]]),
     Hostile("resolve_a_name", _fn("socket.getaddrinfo('example.com', 80)\nreturn grid", "import socket"),
             "error", "gaierror"),
+    Hostile("unlinked_tmp_files_in_an_scm_rights_cycle",
+            _fn(HELD_IN_AN_SCM_RIGHTS_CYCLE, "import os, socket\nMEMFD = False"),
+            "ok", outputs=[[[16]]]),  # 64 MiB less the 48 it holds
+    Hostile("memfds_in_an_scm_rights_cycle",
+            _fn(HELD_IN_AN_SCM_RIGHTS_CYCLE, "import os, socket\nMEMFD = True"),
+            "ok", outputs=[[[64]]]),
+    # honest programs that must work (red team round 2)
+    Hostile("honest_dataclasses_and_sys_modules", DATACLASSES, "ok", outputs=[[[1, 2, 1]]]),
+    Hostile("honest_process_pools_of_a_program_function", PROCESS_POOLS, "ok", outputs=[[[1, 4], [9, 16]] * 2]),
+    Hostile("honest_24_threads_with_numpy", THREADS_24, "ok", outputs=[[[24, 990_000, 22_770_000]]]),
     # poisoning later programs
     Hostile("monkey_patch_builtins_numpy_json",
             _fn("builtins.sorted = lambda *a, **k: []\nbuiltins.print = None\nbuiltins.poisoned = True\n"
