@@ -42,13 +42,17 @@ def is_inspect_log(path: Path) -> bool:
     if path.is_file() and path.suffix == ".eval":
         return zipfile.is_zipfile(path)
     if path.is_file() and path.suffix == ".json":
-        try:
-            with path.open("rb") as f:
-                head = f.read(256).decode("utf-8", "replace")
-        except OSError:
-            return False
-        return re.match(r'\s*\{\s*"version"\s*:\s*\d+\s*,\s*"status"\s*:', head) is not None
+        return re.match(r'\s*\{\s*"version"\s*:\s*\d+\s*,\s*"status"\s*:', _head(path, 256)) is not None
     return False
+
+
+def _head(path: Path, size: int) -> str:
+    """The first `size` bytes of a file as text ("" if unreadable): enough to tell whose output it is."""
+    try:
+        with path.open("rb") as f:
+            return f.read(size).decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def read_inspect_log(path: Path) -> FrontEndRun:
@@ -175,12 +179,7 @@ def is_lmeval_output(path: str | Path) -> bool:
     if path.is_file() and path.suffix == ".jsonl":
         return path.name.startswith("samples_")
     if path.is_file() and path.suffix == ".json":
-        try:
-            with path.open("rb") as f:
-                head = f.read(64).decode("utf-8", "replace")
-        except OSError:
-            return False
-        return head.lstrip("{ \n\r\t").startswith('"results"')
+        return _head(path, 64).lstrip("{ \n\r\t").startswith('"results"')
     return False
 
 

@@ -515,19 +515,19 @@ def _task_section(task: Task, runs: Sequence[ShownRun], letters: str, attempts: 
 def _attempt_block(task: Task, r: AttemptRecord) -> str:
     badges = [f'<span class="badge b-{_e(r.source)}">{_e(r.source)}</span>',
               f'<span class="badge b-{_e(r.program_status)}">program: {_e(r.program_status)}</span>']
-    hardcoded = getattr(r, "hardcoded", None)
+    hardcoded = r.hardcoded
     if hardcoded:
         badges.append(f'<span class="badge b-flag">hardcoded: {_e(hardcoded)}</span>')
     if r.train_verified:
         badges.append('<span class="badge b-ok">train verified</span>')
-    train_accuracy = getattr(r, "train_accuracy", None)
+    train_accuracy = r.train_accuracy
     if train_accuracy is not None:
         badges.append(f'<span class="badge">train accuracy {100 * train_accuracy:.0f}%</span>')
     if r.stop_reason:
         badges.append(f'<span class="badge{" b-flag" if r.stop_reason != "stop" else ""}">stop: {_e(r.stop_reason)}</span>')
     if r.missing:
         badges.append('<span class="badge b-invalid">no response</span>')
-    output_tokens = getattr(r, "output_tokens", None)
+    output_tokens = r.output_tokens
     if output_tokens is not None:
         badges.append(f'<span class="badge">{output_tokens} output tokens</span>')
     figures = []
@@ -543,7 +543,7 @@ def _attempt_block(task: Task, r: AttemptRecord) -> str:
            '<div class="row">' + "".join(figures) + "</div>"]
     if r.api_error:
         out.append(f"<pre>API error: {_e(r.api_error[-ERROR_TAIL:])}</pre>")
-    reasoning = getattr(r, "reasoning", None)
+    reasoning = r.reasoning
     if reasoning:
         out.append(f"<details><summary>reasoning ({len(reasoning)} characters; the last {RESPONSE_TAIL})</summary>"
                    f"<pre>{_e(reasoning[-RESPONSE_TAIL:])}</pre></details>")
