@@ -354,13 +354,13 @@ def test_a_request_the_runner_would_refuse_is_an_error_never_a_hang(executor, pr
 def test_an_answer_without_id_resolves_the_oldest_request(monkeypatch):
     """Defence in depth: a line the runner cannot read at all (the host never sends one) is answered
     with id null; it resolves the oldest request waiting, so none waits forever."""
-    import rps_evals.execution.local as local
+    import rps_evals.execution.protocol as protocol
 
-    real = local.request_line
+    real = protocol.request_line
     with LocalExecutor(timeout=5.0, workers=1) as ex:
-        monkeypatch.setattr(local, "request_line", lambda *args: b"not json\n")
+        monkeypatch.setattr(protocol, "request_line", lambda *args: b"not json\n")
         unreadable = ex.submit(Program(ECHO, [G1]))
-        monkeypatch.setattr(local, "request_line", real)
+        monkeypatch.setattr(protocol, "request_line", real)
         result = unreadable.result(timeout=60)
         after = ex.run([Program(ECHO, [G2])])[0]
     assert result.status == "error" and "bad request" in result.error

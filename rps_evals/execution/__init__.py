@@ -61,8 +61,9 @@ class SandboxUnavailable(RuntimeError):
 class Executor:
     """Runs Programs and returns Executions; thread-safe, warm between calls, a context manager.
 
-    A backend implements `_submit` (hand one program with source to its runner, resolve the future
-    with its Execution) and `close`; programs with nothing to run never reach it.
+    A backend implements `_submit` (send one request line to its runner, resolve the future with
+    its Execution) and `close`; programs with nothing to run, and requests the runner would refuse,
+    never reach it.
     """
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None):
@@ -83,14 +84,22 @@ class Executor:
         return results
 
     def submit(self, program: Program) -> Future:
+        from rps_evals.execution import protocol  # protocol imports this module
+
         future: Future = Future()
         if not program.source:
             future.set_result(Execution.nothing_to_run(program))
+            return future
+        request_id = next(self._ids)
+        line = protocol.request_line(request_id, program, self.timeout)
+        if isinstance(line, Execution):  # the runner would refuse it: an error at once, never sent
+            future.set_result(line)
         else:
-            self._submit(program, future)
+            self._submit(request_id, line, program, future)
         return future
 
-    def _submit(self, program: Program, future: Future) -> None:
+    def _submit(self, request_id: int, line: bytes, program: Program, future: Future) -> None:
+        """Hand one request line (protocol.request_line) to the backend's runner."""
         raise NotImplementedError
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import weakref
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Executor, Program, SandboxUnavailable
+from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program, SandboxUnavailable
 from rps_evals.execution.image import (
     LABEL,
     _force_remove,
@@ -27,7 +27,6 @@ from rps_evals.execution.protocol import (
     RUNNER_IN_IMAGE,
     execution_from_answer,
     read_answer,
-    request_line,
     runner_command,
     runner_failure,
 )
@@ -150,12 +149,7 @@ class DockerExecutor(Executor):
                 raise SandboxUnavailable(f"no sandbox container started: {errors[0]}")
         return self
 
-    def _submit(self, program: Program, future: Future) -> None:
-        request_id = next(self._ids)
-        line = request_line(request_id, program, self.timeout)
-        if isinstance(line, Execution):  # the runner would refuse it: never sent
-            future.set_result(line)
-            return
+    def _submit(self, request_id: int, line: bytes, program: Program, future: Future) -> None:
         if not self._started:
             self.start()
         with self._lock:

@@ -8,7 +8,7 @@ import sys
 import threading
 from concurrent.futures import Future
 
-from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Executor, Program
+from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program
 from rps_evals.execution.protocol import (
     RUNNER_PATH,
     execution_from_answer,
@@ -37,12 +37,7 @@ class LocalExecutor(Executor):
         self._pending: dict[int, tuple[Future, Program]] = {}
         self._send_lock = threading.Lock()
 
-    def _submit(self, program: Program, future: Future) -> None:
-        request_id = next(self._ids)
-        line = request_line(request_id, program, self.timeout)
-        if isinstance(line, Execution):  # the runner would refuse it: never sent
-            future.set_result(line)
-            return
+    def _submit(self, request_id: int, line: bytes, program: Program, future: Future) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError("executor is closed")
