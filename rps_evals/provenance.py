@@ -73,7 +73,7 @@ def build_provenance(dataset: Dataset, k: int, program_synthesis: ProgramSynthes
     }
 
 
-def percentile(values: Sequence[int], fraction: float) -> int:
+def percentile(values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile: the ceil(fraction * n)-th smallest value (p50 of 10, 20, 30, 40 is 20)."""
     ordered = sorted(values)
     return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]

@@ -28,7 +28,6 @@ runs/qwen3-0.6b-arc2 --out data/rps_dpo`, or `rps-train data --config FILE` (key
 from __future__ import annotations
 
 import hashlib
-import math
 import statistics
 import json
 import random
@@ -645,15 +644,12 @@ def build(config: BuildConfig, log=print) -> dict[str, Any]:
 
 
 def _distribution(values: Sequence[float]) -> dict[str, float] | None:
-    """mean, p50, p90 (nearest rank: the value at or below which that share of the values lie)."""
+    """mean, p50, p90 (nearest rank, as the core's usage figures)."""
+    from rps_evals.provenance import percentile
+
     if not values:
         return None
-    ordered = sorted(values)
-
-    def rank(q: float) -> float:
-        return ordered[max(0, math.ceil(len(ordered) * q) - 1)]
-
-    return {"mean": statistics.fmean(ordered), "p50": rank(0.5), "p90": rank(0.9)}
+    return {"mean": statistics.fmean(values), "p50": percentile(values, 0.5), "p90": percentile(values, 0.9)}
 
 
 def length_report(pairs: Sequence[tuple[str, Candidate, Candidate]], tokenizer: str | None = None) -> dict:
