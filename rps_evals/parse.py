@@ -103,7 +103,13 @@ def as_grid(value: Any) -> Grid | None:
 
 def strip_reasoning(text: str) -> str:
     """Remove reasoning: closed <think> blocks, an unclosed <think> and all after it, and all
-    before a lone </think>.
+    before a lone </think> (see split_reasoning)."""
+    return split_reasoning(text)[1]
+
+
+def split_reasoning(text: str) -> tuple[list[str], str]:
+    """(the reasoning pieces, the visible text) of a response: the pieces are the insides of closed
+    <think> blocks, what follows an unclosed <think>, and all before a lone </think>.
 
     Our reading of tags SCORING.md does not name: a </think> with no <think> open ends reasoning
     that began in the prompt (DeepSeek-R1 and QwQ templates put <think> there), so everything before
@@ -111,20 +117,23 @@ def strip_reasoning(text: str) -> str:
     later lone </think> ends the rest); <Think> and <think > are tags too. One pass over the tags, so a
     response repeating `<think>` costs no rescan per repetition.
     """
-    kept, pos = [], 0
+    kept, thoughts, pos = [], [], 0
     tag = _THINK_TAG.search(text)
     while tag:
         if tag.group(1) == "/":  # a lone </think>: what came before it was reasoning
+            thoughts += [*kept, text[pos:tag.start()]]
             kept, pos = [], tag.end()
         else:
             kept.append(text[pos:tag.start()])
             close = _THINK_CLOSE_TAG.search(text, tag.end())
             if close is None:
-                return "".join(kept)
+                thoughts.append(text[tag.end():])
+                return thoughts, "".join(kept)
+            thoughts.append(text[tag.end():close.start()])
             pos = close.end()
         tag = _THINK_TAG.search(text, pos)
     kept.append(text[pos:])
-    return "".join(kept)
+    return thoughts, "".join(kept)
 
 
 class _Fence:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from rps_evals.data import Dataset, Task, load_dataset, overlap
-from rps_evals.parse import as_grid, parse_response, strip_reasoning
+from rps_evals.parse import as_grid, parse_response, split_reasoning
 from rps_evals.prompt import PROMPT_VERSION, build_prompt, format_grid
 from rps_evals.scoring import TOKEN_LIMIT_REASONS
 from rps_train.options import add_config_option, parse_with_config
@@ -128,7 +128,6 @@ def reasoning_section(text: str) -> str:
     return "" if body == NONE else body
 
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER_START = re.compile(r"^[ \t]*(?:Python program:|Predicted test outputs:|```)", re.MULTILINE)
 _REASONING_LABEL = re.compile(r"^\s*Reasoning:\s*", re.IGNORECASE)
 
@@ -142,12 +141,8 @@ def normalize_rejected(completion: str | None, num_tests: int, reasoning: str | 
     (so their meaning is unchanged).
     """
     completion = completion or ""
-    thoughts = [reasoning.strip()] if reasoning and reasoning.strip() else []
-    thoughts += [m.strip() for m in _THINK.findall(completion)]
-    rest = _THINK.sub("", completion)
-    if "<think>" in rest:  # unclosed: the response ran out while thinking
-        thoughts.append(rest.split("<think>", 1)[1].strip())
-    visible = strip_reasoning(completion)
+    pieces, visible = split_reasoning(completion)  # the core's reading of <think> tags
+    thoughts = [t.strip() for t in [reasoning or "", *pieces] if t.strip()]
     cut = _ANSWER_START.search(visible)
     before = visible[: cut.start()] if cut else visible
     said = _REASONING_LABEL.sub("", before).strip()

@@ -416,3 +416,13 @@ def test_as_grid_never_raises_and_accepts_only_strict_grids(value):
     if grid is not None:
         assert 1 <= len(grid) <= 30 and len({len(r) for r in grid}) == 1
         assert all(type(c) is int and 0 <= c <= 9 for r in grid for c in r)
+
+
+def test_split_reasoning_gives_the_pieces_strip_reasoning_removes():
+    from rps_evals.parse import split_reasoning
+
+    assert split_reasoning("a<think>b</think>c<think>d") == (["b", "d"], "ac")
+    assert split_reasoning("prompt-opened</think>x<think>y</think>z") == (["prompt-opened", "y"], "xz")
+    assert split_reasoning("no tags") == ([], "no tags")
+    text = "p</think>q<think>r"
+    assert strip_reasoning(text) == split_reasoning(text)[1] == "q"

@@ -321,6 +321,10 @@ def test_normalize_rejected_keeps_program_and_predictions():
     assert apart.startswith("Reasoning:\nlong thought\n\nFinal: no idea\n\nPython program:\n(none)")
     assert builder.normalize_rejected("", 1) == (
         "Reasoning:\n(none)\n\nPython program:\n(none)\n\nPredicted test outputs:\n(none)")
+    # a lone </think> (the template opened the reasoning in the prompt): what came before is
+    # reasoning, read as the core's parser reads it
+    lone = builder.normalize_rejected("thinking it over\n</think>\nNo answer.", 1)
+    assert lone.startswith("Reasoning:\nthinking it over\n\nNo answer.\n\nPython program:\n(none)")
 
 
 def test_rejected_from_an_inspect_log(inputs, tmp_path):
