@@ -44,6 +44,7 @@ import collections
 import ctypes
 import fcntl
 import json
+import linecache
 import math
 import os
 import re
@@ -88,6 +89,7 @@ MAX_SOURCE_CHARS = 1 << 20  # a longer program is answered `error` without runni
 MAX_REQUEST_BYTES = 64 << 20  # a longer request line is refused as a bad request
 GC_WAIT = 0.5  # seconds the kernel's unix garbage collector gets to free what a dead program held
 SWEEP_ROUNDS = 1000  # rounds of killing a program's leftover processes before the runner retires
+PROGRAM_FILE = "<program>"  # the program's __file__ and its name in tracebacks
 PROGRAM_MODULE = "__rps_program__"  # the program's __name__ (so `if __name__ == "__main__"` blocks never run)
 _RESULT_FD = 3
 _REQUEST_FD = 4
@@ -314,12 +316,16 @@ def _run_program(request: dict) -> None:
     # multiprocessing) and typing look the program's classes and functions up there by __name__.
     module = types.ModuleType(PROGRAM_MODULE)
     module.__builtins__ = __builtins__
+    module.__file__ = PROGRAM_FILE
     sys.modules[PROGRAM_MODULE] = module
     namespace = module.__dict__
     source = request["source"]
     request.clear()
+    # Its source where a file's would be (inspect.getsource, tracebacks that show the failing line);
+    # no mtime, so linecache never looks for a file of that name.
+    linecache.cache[PROGRAM_FILE] = (len(source), None, source.splitlines(True), PROGRAM_FILE)
     try:
-        exec(compile(source, "<program>", "exec"), namespace)
+        exec(compile(source, PROGRAM_FILE, "exec"), namespace)
         transform = namespace.get("transform")
         if not callable(transform):
             raise NameError("the program defines no callable transform(grid)")

@@ -476,8 +476,17 @@ def test_a_traceback_names_the_programs_own_lines(executor):
     assert result.status == "error"
     assert 'File "<program>", line 7, in transform' in result.error
     assert 'File "<program>", line 4, in helper' in result.error and "IndexError" in result.error
+    assert "    return grid[5]" in result.error  # the failing line itself, as from a file
     at_import = run(executor, "x = 1\nraise KeyError('at import')\n")
     assert 'File "<program>", line 2, in <module>' in at_import.error and "KeyError: 'at import'" in at_import.error
+
+
+def test_a_program_finds_its_own_source_and_file_as_a_file_would_give_them(executor):
+    """Red team round 3: inspect.getsource and __file__ work on a program's own functions."""
+    from test_sandbox_hostile import OWN_SOURCE
+
+    result = run(executor, OWN_SOURCE)
+    assert (result.status, result.test_outputs) == ("ok", [[[2, 1]]]), result.error
 
 
 def test_resources_a_dead_program_still_holds_are_charged_to_it_and_the_runner_retires():

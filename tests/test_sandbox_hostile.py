@@ -223,6 +223,14 @@ return [[os.statvfs("/tmp").f_bfree * os.statvfs("/tmp").f_frsize >> 20]]
 """
 # Honest programs that failed in the runner's old plain-dict namespace (red team round 2): the
 # program is now a real module in sys.modules, under the __name__ it always had.
+# inspect.getsource and __file__ of a program's own code (red team round 3); 2 = "def transform" is
+# found in its own source, 1 = __file__ names the program
+OWN_SOURCE = """import inspect
+
+def transform(grid):
+    return [[2 if "def transform" in inspect.getsource(transform) else 0, int(__file__ == "<program>")]]
+"""
+
 DATACLASSES = """from __future__ import annotations
 import sys
 from dataclasses import dataclass
@@ -375,6 +383,7 @@ CASES = [
     Hostile("honest_dataclasses_and_sys_modules", DATACLASSES, "ok", outputs=[[[1, 2, 1]]]),
     Hostile("honest_process_pools_of_a_program_function", PROCESS_POOLS, "ok", outputs=[[[1, 4], [9, 16]] * 2]),
     Hostile("honest_24_threads_with_numpy", THREADS_24, "ok", outputs=[[[24, 990_000, 22_770_000]]]),
+    Hostile("honest_getsource_and_file_of_its_own_code", OWN_SOURCE, "ok", outputs=[[[2, 1]]]),
     # poisoning later programs
     Hostile("monkey_patch_builtins_numpy_json",
             _fn("builtins.sorted = lambda *a, **k: []\nbuiltins.print = None\nbuiltins.poisoned = True\n"
