@@ -17,7 +17,7 @@ from pathlib import Path
 from rps_evals.data import load_dataset
 from rps_evals.records import read_run, write_run
 from rps_evals.reports.view import load_shown_run, write_report
-from rps_evals.scoring import AttemptRecord
+from rps_evals.attempts import AttemptRecord
 
 PROGRAM = ("Reasoning:\n" + "The pattern repeats. " * 100 + "\n\nPython program:\n```python\nimport numpy as np\n\n"
            "def transform(grid):\n    g = np.array(grid)\n" + "    g = g.copy()\n" * 30 + "    return g.tolist()\n```\n")

@@ -12,7 +12,6 @@ missing response is a counted failure, never an absent row. `metric_units` gives
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from rps_evals.data import Dataset, Task
@@ -20,6 +19,7 @@ from rps_evals.execution import Execution, Executor, Program
 from rps_evals.parse import MAX_SIDE, Grid, as_grid, parse_response
 from rps_evals.prompt import PROMPT_VERSION
 from rps_evals import selection
+from rps_evals.attempts import AttemptRecord, Response, missing_record  # noqa: F401  (re-exported)
 
 STOP_REASONS = ("stop", "max_tokens", "model_length")
 TOKEN_LIMIT_REASONS = ("max_tokens", "model_length")
@@ -51,62 +51,6 @@ LOWER_IS_BETTER = frozenset({
     "token_limit_hits", "api_errors", "json_fallback_attempts", "invalid_attempts", "hardcoded_output_programs",
     "program_timeouts", "program_errors", "tasks_no_attempt_executed", "train_verified_but_wrong",
 })
-
-
-@dataclass(frozen=True)
-class Response:
-    """One generation for one (task, attempt), as recorded by any front end."""
-
-    task_id: str
-    attempt: int  # 1-based
-    completion: str | None
-    stop_reason: str | None = None  # stop | max_tokens | model_length | None (unknown)
-    error: str | None = None  # set when generation failed after retries
-    reasoning: str | None = None  # the model's reasoning, when its provider returned it apart from the text
-    output_tokens: int | None = None  # tokens generated, where the front end knows them
-    reasoning_tokens: int | None = None  # of which reasoning, where the provider reports them apart
-    input_tokens: int | None = None  # prompt tokens billed for this attempt, where the front end knows them
-
-
-@dataclass
-class AttemptRecord:
-    """Everything scored about one attempt; one line of attempts.jsonl."""
-
-    task_id: str
-    attempt: int
-    source: str  # executed_program | json_fallback | invalid
-    program_status: str  # ok | error | timeout | no_program
-    predictions: list[Grid | None]
-    prediction_origins: list[str | None]  # "program" | "json" | None, per test input
-    correct: list[bool]
-    train_verified: bool
-    stop_reason: str | None = None
-    api_error: str | None = None
-    missing: bool = False
-    error: str = ""  # tail of the program's error, if any
-    hardcoded: str | None = None  # literal_output | constant_output | None (see hardcoded_reason)
-    completion: str | None = field(default=None, repr=False)
-    reasoning: str | None = field(default=None, repr=False)  # reasoning returned apart from the completion
-    output_tokens: int | None = None  # usage, where the front end knows it (see rps_evals.provenance)
-    reasoning_tokens: int | None = None
-    train_accuracy: float | None = None  # fraction of training pairs reproduced exactly (None: older record)
-    input_tokens: int | None = None  # prompt tokens billed for this attempt (for the cost, rps_evals.selection)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as JSON-ready data. Shallow: the grids are shared, not copied (asdict's deep
-        copy was most of the time spent writing a run)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AttemptRecord:
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-def missing_record(task: Task, attempt: int) -> AttemptRecord:
-    m = task.num_tests
-    return AttemptRecord(task.task_id, attempt, "invalid", "no_program", [None] * m, [None] * m,
-                         [False] * m, False, missing=True, train_accuracy=0.0)
 
 
 def program_for(task: Task, response: Response | None) -> tuple[Program, list[Grid | None]]:

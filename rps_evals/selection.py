@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from itertools import combinations
 from math import comb
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
+from rps_evals.attempts import AttemptRecord
 from rps_evals.parse import Grid
-
-if TYPE_CHECKING:
-    from rps_evals.scoring import AttemptRecord
 
 POLICIES = ("first", "train_vote", "train_verified_first")
 DEFAULT_POLICY = "first"

@@ -41,7 +41,7 @@ def report(log_path: str, out: Path, *options: str) -> dict:
 def inspect_metrics(log) -> dict[str, float]:
     """Inspect's metrics (rates and arc_prize_score) plus each metric's `_n` and `_of`, recovered
     from the log's samples as `rps-evals report` and the end-of-eval table do."""
-    from rps_evals.inspect_eval.task import log_counts
+    from rps_evals.inspect_eval.counts import log_counts
 
     (score,) = log.results.scores
     out = {name: metric.value for name, metric in score.metrics.items()}

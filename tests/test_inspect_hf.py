@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 from inspect_ai import eval as inspect_eval  # noqa: E402
 
 from rps_evals.arc1 import arc1  # noqa: E402
-from rps_evals.inspect_eval.task import SCORER_NAME  # noqa: E402
+from rps_evals.inspect_eval.counts import SCORER_NAME  # noqa: E402
 from rps_evals.scoring import METRICS  # noqa: E402
 
 TASK_IDS = ["3c9b0459", "25ff71a9"]  # 3 test outputs in all

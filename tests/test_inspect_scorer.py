@@ -12,8 +12,8 @@ pytest.importorskip("inspect_ai")
 from inspect_ai.scorer import SampleScore  # noqa: E402
 
 from rps_evals.data import load_dataset  # noqa: E402
-from rps_evals.inspect_eval.hooks import results_table  # noqa: E402
-from rps_evals.inspect_eval.task import SCORER_NAME, explain, log_counts, reliability, task_score  # noqa: E402
+from rps_evals.inspect_eval.counts import SCORER_NAME, log_counts, results_table  # noqa: E402
+from rps_evals.inspect_eval.scorer import explain, reliability, task_score  # noqa: E402
 from rps_evals.scoring import AttemptRecord  # noqa: E402
 
 DATASET = load_dataset("arc1:training")

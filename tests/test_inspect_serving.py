@@ -226,7 +226,7 @@ def _run_through(server: _FakeServer, tmp_path, monkeypatch):
     from inspect_ai import eval as inspect_eval
 
     from rps_evals.arc1 import arc1
-    from rps_evals.inspect_eval.task import SCORER_NAME
+    from rps_evals.inspect_eval.counts import SCORER_NAME
 
     monkeypatch.setenv("FAKE_BASE_URL", server.url)
     monkeypatch.setenv("FAKE_API_KEY", "EMPTY")

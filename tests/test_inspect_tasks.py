@@ -23,8 +23,10 @@ from inspect_ai.model import ModelOutput, get_model, modelapi  # noqa: E402
 from rps_evals.arc1 import arc1  # noqa: E402
 from rps_evals.arc2 import arc2  # noqa: E402
 from rps_evals.cli import main as rps_main  # noqa: E402
-from rps_evals.inspect_eval.task import SCORER_NAME, TaskParameterError  # noqa: E402
-from rps_evals.inspect_eval.replay import ReplayAPI, ReplayedAPIError, ReplayMissing, current_attempt, demo_responses_path  # noqa: E402
+from rps_evals.inspect_eval.counts import SCORER_NAME  # noqa: E402
+from rps_evals.inspect_eval.generation import AttemptMissing, RecordedAPIError, current_attempt  # noqa: E402
+from rps_evals.inspect_eval.replay import ReplayAPI, demo_responses_path  # noqa: E402
+from rps_evals.inspect_eval.task import TaskParameterError  # noqa: E402
 from inspect_support import DEMO_IDS, ROOT, assert_same_numbers, core_score, inspect_metrics, report, scores_of  # noqa: E402
 
 
@@ -180,9 +182,9 @@ def test_replay_serves_recordings_by_task_and_attempt(tmp_path):
         assert out.usage is not None and out.usage.output_tokens > 0
         out = await _ask(model, "t1", 1, n=3)  # several choices: served up to the recorded error
         assert [(c.message.text, c.stop_reason) for c in out.choices] == [("one", "stop"), ("two", "max_tokens")]
-        with pytest.raises(ReplayedAPIError, match="server down"):
+        with pytest.raises(RecordedAPIError, match="server down"):
             await _ask(model, "t1", 3)
-        with pytest.raises(ReplayMissing, match="no response for task t1 attempt 4"):
+        with pytest.raises(AttemptMissing, match="no response for task t1 attempt 4"):
             await _ask(model, "t1", 4)
         out = await _ask(model, "t2", 1, n=2)  # leading error in a several-choices request
         assert out.choices == [] and out.error == "timeout"
@@ -190,7 +192,7 @@ def test_replay_serves_recordings_by_task_and_attempt(tmp_path):
         assert out.completion == "late" and out.stop_reason == "unknown"
 
     anyio.run(check)
-    assert not model.api.should_retry(ReplayedAPIError("x"))
+    assert not model.api.should_retry(RecordedAPIError("x"))
 
 
 def test_replay_defaults_to_the_demo_and_rejects_bad_input(tmp_path):

@@ -3,7 +3,7 @@ sandbox pool closed when the run ends.
 
 Inspect's own results show rates only (46 lines of n, of and rate floats read badly); the table
 printed here is `rps-evals score`'s (`attempts_from_executed_programs  214/240 (89.2%)`), counted
-from the log's samples by `task.log_counts`, so it is what `rps-evals report LOG` writes too.
+from the log's samples by `counts.log_counts`, so it is what `rps-evals report LOG` writes too.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from inspect_ai.hooks import Hooks, RunEnd, TaskEnd, hooks
 
 from rps_evals.execution import close_shared_executors
+from rps_evals.inspect_eval.counts import results_table
 
 
 @hooks(name="rps_evals", description="rps-evals: n/of table after each arc task; closes the sandbox pool")
@@ -39,20 +40,3 @@ class ArcTaskHooks(Hooks):
 
             rich.get_console().print("\n" + "\n\n".join(tables), markup=False, highlight=False)
 
-
-def results_table(log) -> str | None:
-    """`rps-evals score`'s table for a log of the arc tasks (None for other tasks or no samples)."""
-    from rps_evals.inspect_eval.task import SCORER_NAME, log_counts
-    from rps_evals.scoring import format_table
-
-    meta = (log.eval.metadata or {}).get("rps_evals")
-    if not meta or not log.samples:
-        return None
-    counts = log_counts(log)
-    if not counts:
-        return None
-    prize = [float(s.scores[SCORER_NAME].value["arc_prize_score"]) for s in log.samples
-             if SCORER_NAME in (s.scores or {})]
-    return format_table({"dataset": meta["dataset"], "attempts_per_task": meta["attempts"],
-                         "prompt_version": meta["prompt_version"], "metrics": counts,
-                         "arc_prize_score": sum(prize) / len(prize) if prize else 0.0})

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from contextvars import ContextVar
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,15 +36,18 @@ from inspect_ai.model import (
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
 
+from rps_evals.attempts import Response
+from rps_evals.inspect_eval.generation import (
+    CHOICE_USAGE,
+    ESTIMATED_USAGE,
+    AttemptMissing,
+    RecordedAPIError,
+    current_attempt,
+)
 from rps_evals.records import read_responses
-from rps_evals.scoring import Response
 
 DEMO_RESPONSES = "demo_arc1_training.jsonl"
 DEMO_DATASET = "arc1:training"  # the dataset the bundled demo answers
-ESTIMATED_USAGE = "rps_replay_estimated_usage"  # ModelOutput.metadata key: usage is a guess, not a count
-CHOICE_USAGE = "rps_replay_choice_usage"  # ModelOutput.metadata key: each choice's recorded token counts
-# Set by the task's solver around each generate call, so the replay model knows which attempt it serves.
-current_attempt: ContextVar[tuple[str, int] | None] = ContextVar("rps_evals_attempt", default=None)
 
 
 def demo_responses_path() -> Path:
@@ -53,16 +55,9 @@ def demo_responses_path() -> Path:
     return Path(str(files("rps_evals") / "data" / DEMO_RESPONSES))
 
 
-class ReplayedAPIError(RuntimeError):
-    """A generation that failed when it was recorded (or has no recording): an api error."""
-
-
-class ReplayMissing(LookupError):
-    """The file has no response for this (task, attempt): the attempt is missing, not an api error."""
-
-
 class ReplayAPI(ModelAPI):
-    """Serves a responses file by (task id, attempt); `rps/replay` is its only model name."""
+    """Serves a responses file by (task id, attempt); `rps/replay` is its only model name. It is
+    `generation.SelectionAware`: it names the demo's tasks and refuses a selection it cannot serve."""
 
     def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
                  config: GenerateConfig = GenerateConfig(), responses: str | None = None,
@@ -87,13 +82,13 @@ class ReplayAPI(ModelAPI):
             failure = None
             if response is None:
                 if not choices:
-                    raise ReplayMissing(f"{self.path.name} has no response for task {task_id} attempt {attempt}")
+                    raise AttemptMissing(f"{self.path.name} has no response for task {task_id} attempt {attempt}")
                 break  # served the attempts before it; the solver asks for this one alone
             if response.completion is None and response.error is not None:
                 failure = response.error
             if failure is not None:
                 if n == 1:
-                    raise ReplayedAPIError(failure)
+                    raise RecordedAPIError(failure)
                 # Several choices asked for: serve the attempts before this one; if it is the
                 # first, an empty output tells the solver that this attempt failed, and the
                 # solver asks for the later attempts one at a time.
@@ -151,7 +146,7 @@ class ReplayAPI(ModelAPI):
 
         state = sample_state()
         if state is None:
-            raise ReplayedAPIError("rps/replay serves samples of an eval; no sample is running")
+            raise RecordedAPIError("rps/replay serves samples of an eval; no sample is running")
         key = (state.sample_id, state.epoch, state.uuid)
         with self._lock:
             first = self._calls[key] + 1

@@ -18,7 +18,7 @@ from rps_evals.data import Dataset, DatasetError, load_dataset
 from rps_evals.lmeval import PROVENANCE_KEY, RECORDS_KEY, ScoringContext, _completions, score_docs
 from rps_evals.prompt import PROMPT_VERSION
 from rps_evals.records import InputError
-from rps_evals.scoring import AttemptRecord
+from rps_evals.attempts import AttemptRecord
 
 FrontEndRun = tuple[Dataset, list[AttemptRecord], int, dict[str, Any]]
 
@@ -60,7 +60,7 @@ def read_inspect_log(path: Path) -> FrontEndRun:
     sample's score metadata; planned samples with no score count as missing attempts."""
     from inspect_ai.log import read_eval_log
 
-    from rps_evals.inspect_eval.task import SCORER_NAME
+    from rps_evals.inspect_eval.counts import SCORER_NAME
 
     try:
         log = read_eval_log(str(path))
@@ -155,7 +155,7 @@ def _token_totals(per_sample: list[dict | None]) -> dict[str, int | None]:
 def _inspect_selection(meta: dict[str, Any], samples) -> dict[str, Any]:
     """The task's `select` and prices, and each task's (input, output) tokens for its cost: the
     sample's totals (one request may have made all its attempts, and only the sample knows its usage)."""
-    from rps_evals.inspect_eval.task import SCORER_NAME
+    from rps_evals.inspect_eval.counts import SCORER_NAME
 
     options = {key: meta[key] for key in ("select", "price_in", "price_out") if meta.get(key) is not None}
     task_tokens = {}
