@@ -122,13 +122,14 @@ def _max_drop(text: str) -> tuple[str, float]:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from rps_evals.compare import compare_runs, gate
+    from rps_evals.compare import check_gate_provenance, compare_runs, gate
 
     if not args.max_drop:
         raise InputError("give at least one --max-drop METRIC=FRACTION, e.g. "
                          "--max-drop attempts_from_executed_programs=0.05")
-    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate), strict=args.strict,
-                              names=("baseline", "candidate"))
+    baseline, candidate = read_run(args.baseline), read_run(args.candidate)
+    check_gate_provenance(baseline[0], candidate[0])
+    comparison = compare_runs(baseline, candidate, strict=args.strict, names=("baseline", "candidate"))
     passed, table = gate(comparison, dict(args.max_drop), args.alpha)
     for warning in comparison["warnings"]:
         print(warning)

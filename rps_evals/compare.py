@@ -24,6 +24,10 @@ HEADLINE = ("attempts_from_executed_programs", "attempts_from_general_programs",
 # differ in these is meaningless: an error. These can move a score: a warning (an error with --strict).
 MUST_MATCH = ("dataset_hash", "k")
 SHOULD_MATCH = ("prompt_hash", "program_synthesis", "exec_timeout", "sandbox numpy")
+# A regression gate holds more fixed: it refuses (whatever --strict says) a baseline that differs from
+# the candidate in these or in a sampling setting; the seed may differ (replicates are other seeds).
+GATE_MUST_MATCH = ("dataset_hash", "k", "prompt_hash")
+NOT_SAMPLING = ("seed", "num_choices")  # num_choices: how the attempts were requested, not how they were drawn
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
@@ -125,6 +129,7 @@ def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = F
                             "cannot check that the runs were measured the same way")
         elif name != "dataset_hash" and a != b:
             warnings.append(f"WARNING: the runs differ in {name}: {values}")
+    warnings += [f"WARNING: the runs differ in sampling setting {d}" for d in sampling_differences(res_a, res_b, names)]
     for label, res in ((name_a, res_a), (name_b, res_b)):
         if "hardcoded_output_programs" not in res.get("metrics", {}):
             warnings.append(f"WARNING: run {label} was scored before hard-coded programs were detected: "
@@ -132,6 +137,32 @@ def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = F
     if strict and warnings:
         raise InputError("--strict: the runs may not be comparable:\n" + "\n".join(warnings))
     return warnings
+
+
+def sampling_differences(res_a: dict[str, Any], res_b: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> list[str]:
+    """'temperature: A 0.7, B 0.6' for each sampling setting of the provenance's generation block (all
+    but NOT_SAMPLING) that differs, where both runs record the block (an unknown one is not a difference)."""
+    gen_a, gen_b = (recorded(res, "generation") for res in (res_a, res_b))
+    if not isinstance(gen_a, dict) or not isinstance(gen_b, dict):
+        return []
+    keys = [k for k in dict.fromkeys([*gen_a, *gen_b]) if k not in NOT_SAMPLING]
+    return [f"{key}: {names[0]} {_shown(gen_a.get(key))}, {names[1]} {_shown(gen_b.get(key))}"
+            for key in keys if gen_a.get(key) != gen_b.get(key)]
+
+
+def check_gate_provenance(baseline: dict[str, Any], candidate: dict[str, Any]) -> None:
+    """Refuse (InputError naming every difference) a baseline measured otherwise than the candidate:
+    another dataset hash, k, prompt hash or sampling setting would move the rates with no change in
+    the model, so a gate could pass or fail on it. Unknown values stay `comparability`'s warnings."""
+    differences = []
+    for name in GATE_MUST_MATCH:
+        a, b = recorded(baseline, name), recorded(candidate, name)
+        if a is not None and b is not None and a != b:
+            differences.append(f"{name}: baseline {_shown(a)}, candidate {_shown(b)}")
+    differences += sampling_differences(baseline, candidate, ("baseline", "candidate"))
+    if differences:
+        raise InputError("the runs differ in how they were measured, so the gate cannot compare them: "
+                         + "; ".join(differences) + " (gate against a baseline recorded with the same settings)")
 
 
 def _shown(value: Any) -> str:
