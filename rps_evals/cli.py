@@ -1,4 +1,4 @@
-"""`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare two runs, gate CI.
+"""`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare runs or methods, gate CI.
 
 Exit codes: 0 success, 1 the gate failed or `report` was given an unfinished run, 2 bad input (usage, files, dataset, sandbox).
 """
@@ -98,14 +98,39 @@ def _add_selection_arguments(parser: argparse.ArgumentParser, default_note: str)
                         help="price per million output tokens (with --price-in)")
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from rps_evals.compare import compare_runs, format_comparison  # scipy: imported where used
+def _replicates(arguments: list[str], what: str) -> tuple[list[list], list[str]]:
+    """Command-line runs as replicates: each argument one replicate, its comma-joined paths sampling
+    passes of one model (averaged). Returns the replicates and each run's label (its path)."""
+    from rps_evals.compare import read_any_run
 
-    comparison = compare_runs(read_run(args.run_a), read_run(args.run_b), strict=args.strict)
-    print(format_comparison(comparison, str(args.run_a), str(args.run_b)))
+    groups = [[part for part in argument.split(",") if part] for argument in arguments]
+    if not groups or not all(groups):
+        raise InputError(f"{what}: give at least one run")
+    return [[read_any_run(path) for path in group] for group in groups], [path for group in groups for path in group]
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rps_evals.compare import compare_groups, format_comparison  # scipy: imported where used
+
+    if args.vs is None:
+        if len(args.runs) != 2:
+            raise UsageError(f"compare takes two runs (compare A B) or groups (compare A1 A2 ... --vs B1 B2 ...); "
+                             f"got {len(args.runs)} run(s) and no --vs")
+        side_a, side_b = args.runs[:1], args.runs[1:]
+    else:
+        side_a, side_b = args.runs, args.vs
+    (a, labels_a), (b, labels_b) = _replicates(side_a, "A"), _replicates(side_b, "B (--vs)")
+    comparison = compare_groups(a, b, strict=args.strict, primary=args.primary, labels=(labels_a, labels_b))
+    name_a, name_b = (", ".join(side) for side in (side_a, side_b))
+    text = format_comparison(comparison, name_a, name_b)  # everything computed before anything is written
     if args.out:
         Path(args.out).write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+    print(text)
     return 0
+
+
+class UsageError(InputError):
+    """Command-line misuse found after parsing (exit code 2, like argparse's own errors)."""
 
 
 def _max_drop(text: str) -> tuple[str, float]:
@@ -122,16 +147,25 @@ def _max_drop(text: str) -> tuple[str, float]:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from rps_evals.compare import compare_runs, gate
+    from rps_evals.compare import compare_groups, gate
 
     if not args.max_drop:
         raise InputError("give at least one --max-drop METRIC=FRACTION, e.g. "
                          "--max-drop attempts_from_executed_programs=0.05")
-    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate), strict=args.strict,
-                              names=("baseline", "candidate"))
+    if (args.candidate_run is None) == (args.candidate is None):
+        raise UsageError("give the candidate run(s) once: gate CANDIDATE --baseline RUN, or "
+                         "gate --baseline RUN [RUN ...] --candidate RUN [RUN ...]")
+    candidate = [args.candidate_run] if args.candidate_run is not None else args.candidate
+    (baseline, labels_b), (candidates, labels_c) = (_replicates(args.baseline, "--baseline"),
+                                                    _replicates(candidate, "--candidate"))
+    comparison = compare_groups(baseline, candidates, strict=args.strict, names=("baseline", "candidate"),
+                                labels=(labels_b, labels_c) if len(labels_b) + len(labels_c) > 2 else None)
     passed, table = gate(comparison, dict(args.max_drop), args.alpha)
     for warning in comparison["warnings"]:
         print(warning)
+    if comparison["level"] == "method":
+        print(f"note: {len(baseline)} baseline and {len(candidates)} candidate replicates: a metric fails only on a "
+              "drop beyond its allowance, beyond the noise floor and significant at alpha")
     print(table)
     print("gate: PASS" if passed else "gate: FAIL (candidate regressed beyond the allowed drop)")
     return 0 if passed else 1
@@ -202,21 +236,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_arguments(report, "default: what the run used, else first")
     report.set_defaults(func=cmd_report)
 
-    compare = sub.add_parser("compare", help="paired comparison of two run directories")
-    compare.add_argument("run_a", type=Path)
-    compare.add_argument("run_b", type=Path)
+    compare = sub.add_parser("compare", help="compare two runs, or two groups of replicate runs (methods)")
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="run directory, Inspect log or lm-eval output; with --vs, the runs of side A "
+                              "(replicates: training seeds); paths joined by commas are sampling passes of one model")
+    compare.add_argument("--vs", nargs="+", metavar="RUN", default=None,
+                         help="the runs of side B; without --vs, give exactly two runs (A B)")
+    compare.add_argument("--primary", default=None, metavar="METRIC",
+                         help="the metric reported first and unadjusted (default attempts_from_executed_programs); "
+                              "the others get Holm-adjusted p-values")
     compare.add_argument("--out", type=Path, help="also write the comparison as JSON")
     compare.add_argument("--strict", action="store_true",
                          help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     compare.set_defaults(func=cmd_compare)
 
-    gate_p = sub.add_parser("gate", help="exit 1 if a candidate run regressed against a baseline")
-    gate_p.add_argument("candidate", type=Path)
-    gate_p.add_argument("--baseline", required=True, type=Path)
+    gate_p = sub.add_parser("gate", help="exit 1 if a candidate (run or replicates) regressed against a baseline")
+    gate_p.add_argument("candidate_run", nargs="?", default=None, metavar="CANDIDATE",
+                        help="one candidate run (or use --candidate for replicates)")
+    gate_p.add_argument("--baseline", required=True, nargs="+", metavar="RUN",
+                        help="the baseline run, or its replicate runs")
+    gate_p.add_argument("--candidate", nargs="+", default=None, metavar="RUN", help="the candidate's replicate runs")
     gate_p.add_argument("--max-drop", action="append", type=_max_drop, default=[], metavar="METRIC=FRACTION",
                         help=f"allowed drop in rate; metrics: {', '.join(METRICS)}")
     gate_p.add_argument("--alpha", type=float, default=None,
-                        help="also require the drop to be significant (exact McNemar p < alpha)")
+                        help="also require the drop to be significant (p < alpha); one run each: exact McNemar, "
+                             "off unless given; replicates: the method-level test, 0.05 unless given")
     gate_p.add_argument("--strict", action="store_true",
                         help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     gate_p.set_defaults(func=cmd_gate)
