@@ -171,6 +171,73 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """How many runs per side (and tasks, attempts) a method comparison needs for the power asked."""
+    from rps_evals import replicates
+
+    stated = (args.run_sd, args.task_run_sd, args.attempt_sd)
+    if args.pilot and any(v is not None for v in stated):
+        raise UsageError("give either --pilot runs or stated --run-sd/--task-run-sd/--attempt-sd, not both")
+    if args.pilot:
+        components, tasks, units, k, source = _pilot_components(args.pilot, args.metric)
+    else:
+        if any(v is None for v in stated) or args.design_tasks is None or args.design_attempts is None:
+            raise UsageError("without --pilot, state --run-sd, --task-run-sd, --attempt-sd (rate scale), "
+                             "--tasks and --attempts")
+        if any(v < 0 for v in stated):
+            raise UsageError("--run-sd, --task-run-sd and --attempt-sd must be >= 0")
+        components = replicates.Components(args.run_sd**2, args.task_run_sd**2, args.attempt_sd**2)
+        tasks, units, k, source = args.design_tasks, float(args.design_attempts), args.design_attempts, "stated"
+    tasks = args.design_tasks or tasks
+    attempts = args.design_attempts or k
+    units = units * attempts / k  # units of a metric counted per attempt grow with the attempts
+    sd = lambda v: f"{v ** 0.5:.3f}"  # noqa: E731
+    print(f"{args.metric}: variance components ({source}), rate scale: run sd {sd(components.run)}, "
+          f"task x run sd {sd(components.task_run)}, attempt sd {sd(components.attempt)}")
+    print(f"one run's rate on {tasks} tasks x {units:g} units: sd {sd(components.run_variance(tasks, units))}; "
+          f"with unlimited tasks it stays at the run sd {sd(components.run)}")
+    print(f"\neffect {args.effect:+.3f} (B - A), two-sided alpha {args.alpha:g}, power target {args.power:g}")
+    print(f"{'runs/side':>10}{'power':>10}{'detectable (' + format(args.power, 'g') + ')':>20}")
+    for runs in (1, 2, 3, 4, 6, 8, 12, 16):
+        found = replicates.power(args.effect, runs, tasks, units, components, args.alpha)
+        smallest = replicates.detectable_effect(runs, tasks, units, components, args.alpha, args.power)
+        if runs == 1:
+            print(f"{runs:>10}{'-':>10}{'-':>20}   one run per side: no method-level test at all")
+        else:
+            print(f"{runs:>10}{found:>10.3f}{smallest:>20.3f}")
+    print()
+    for scale_tasks, scale_units in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        design_tasks, design_units = tasks * scale_tasks, units * scale_units
+        needed = replicates.runs_needed(args.effect, design_tasks, design_units, components, args.alpha, args.power)
+        print(f"{design_tasks} tasks x {design_units:g} units: "
+              + (f"{needed} runs per side reach {args.power:g} power" if needed else "more than 64 runs per side"))
+    return 0
+
+
+def _pilot_components(paths: list[str], metric: str):
+    """Variance components of `metric` from pilot runs of one method (its replicates)."""
+    from rps_evals.compare import comparability, metric_matrices, read_any_run, recorded
+    from rps_evals.replicates import variance_components
+
+    if len(paths) < 2:
+        raise UsageError("--pilot needs at least 2 runs of one method (training seeds or sampling passes)")
+    runs = [read_any_run(path) for path in paths]
+    for path, run in zip(paths[1:], runs[1:]):
+        for warning in comparability(runs[0][0], run[0], names=(paths[0], path)):
+            print(warning)
+    k = int(recorded(runs[0][0], "k"))
+    matrices = metric_matrices(runs, paths, k, runs[0][0].get("selection", "first"))
+    if metric not in matrices:
+        raise InputError(f"unknown --metric {metric!r}; one of: {', '.join(matrices)}")
+    values, task_of_unit = matrices[metric]
+    tasks = int(task_of_unit.max()) + 1
+    if len(runs) < 6:
+        print(f"note: {len(runs)} pilot runs give the run variance {len(runs) - 1} degrees of freedom: "
+              "a rough estimate (a run sd of 0 may just be luck); state --run-sd from more runs to check")
+    return (variance_components(values, task_of_unit), tasks, values.shape[1] / tasks, k,
+            f"{len(runs)} pilot runs, {tasks} tasks, k={k}")
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from rps_evals.execution.image import ensure_image, remove_leftover_containers
 
@@ -265,6 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     gate_p.set_defaults(func=cmd_gate)
 
+    plan = sub.add_parser("plan", help="runs per side, tasks and attempts a method comparison needs (power)")
+    plan.add_argument("--pilot", nargs="+", metavar="RUN", default=None,
+                      help="replicate runs of one method, whose spread gives the variance components")
+    plan.add_argument("--metric", default="attempts_from_executed_programs", help="the metric to plan for")
+    plan.add_argument("--effect", type=float, required=True, help="the difference B - A to detect, e.g. 0.10")
+    plan.add_argument("--alpha", type=float, default=0.05, help="two-sided level (default 0.05)")
+    plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
+    plan.add_argument("--run-sd", type=float, default=None, help="without --pilot: sd of a run's shift (rate scale)")
+    plan.add_argument("--task-run-sd", type=float, default=None, help="without --pilot: sd of a run's shift on one task")
+    plan.add_argument("--attempt-sd", type=float, default=None, help="without --pilot: sd of one unit within a task")
+    plan.add_argument("--tasks", type=int, default=None, dest="design_tasks",
+                      help="tasks per run (default: the pilot's)")
+    plan.add_argument("--attempts", type=int, default=None, dest="design_attempts",
+                      help="attempts per task (default: the pilot's k)")
+    plan.set_defaults(func=cmd_plan)
+
     sandbox = sub.add_parser("sandbox", help="build the sandbox image, or remove leftover sandbox containers")
     sandbox.add_argument("action", choices=("build", "clean"))
     sandbox.add_argument("--mode", choices=("auto", "online", "offline"), default="auto",
@@ -294,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "attempts", 1) < 1:
         parser.error("--attempts must be at least 1")
+    if args.command == "plan" and not (0 < args.alpha < 1 and 0 < args.power < 1 and args.effect != 0):
+        parser.error("plan: --alpha and --power must be between 0 and 1 and --effect must not be 0")
+    if args.command == "plan" and ((args.design_tasks or 1) < 1 or (args.design_attempts or 1) < 1):
+        parser.error("plan: --tasks and --attempts must be at least 1")
     if getattr(args, "timeout", 1) <= 0:
         parser.error("--timeout must be positive")
     prices = (getattr(args, "price_in", None), getattr(args, "price_out", None))

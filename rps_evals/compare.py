@@ -241,26 +241,20 @@ def compare_groups(side_a: Sequence[Sequence[Run]], side_b: Sequence[Sequence[Ru
         raise InputError(f"runs differ in selection: {sorted(policies)} (write all with the same --select)")
     select = policies.pop()
     k = int(recorded(reference[0], "k"))
-    units = [metric_units(records, k, select) for _, records in runs_a + runs_b]
     all_labels = list(labels[0]) + list(labels[1])
-    _check_primary(primary, units[0])
+    matrices = metric_matrices(runs_a + runs_b, all_labels, k, select)
+    _check_primary(primary, matrices)
     sizes_a = [len(replicate) for replicate in side_a]
     sizes_b = [len(replicate) for replicate in side_b]
     level = "method"
     if len(side_a) == len(side_b) == 1:  # one model per side, sampled more than once: passes are the replicates
         sizes_a, sizes_b, level = [1] * len(runs_a), [1] * len(runs_b), "model"
     rows: dict[str, dict[str, Any]] = {}
-    for metric, first in units[0].items():
-        keys = list(first)
-        for u, label in zip(units[1:], all_labels[1:]):
-            if set(u[metric]) != set(first):
-                raise InputError(_different_units(metric, first, u[metric], (all_labels[0], label)))
-        values = np.array([[u[metric][key] for key in keys] for u in units], dtype=float)
-        task_index = {t: i for i, t in enumerate(dict.fromkeys(_task_of(key) for key in keys))}
-        task_of_unit = np.array([task_index[_task_of(key)] for key in keys], dtype=int)
+    for metric, (values, task_of_unit) in matrices.items():
+        keys = values.shape[1]
         a = _average_replicates(values[: len(runs_a)], sizes_a)
         b = _average_replicates(values[len(runs_a):], sizes_b)
-        rows[metric] = _method_row(metric, level, replicates.method_difference(a, b, task_of_unit), len(keys))
+        rows[metric] = _method_row(metric, level, replicates.method_difference(a, b, task_of_unit), keys)
     _add_holm(rows, primary)
     notes = [_LEVEL_NOTES[level].format(a=len(sizes_a), b=len(sizes_b))]
     return {
@@ -270,6 +264,23 @@ def compare_groups(side_a: Sequence[Sequence[Run]], side_b: Sequence[Sequence[Ru
                  "b": [list(labels[1][i:i + n]) for i, n in _spans(side_b)]},
         "metrics": _primary_first(rows, primary),
     }
+
+
+def metric_matrices(runs: Sequence[Run], labels: Sequence[str], k: int,
+                    select: str = DEFAULT_POLICY) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each metric, a (runs x units) 0/1 array in one unit order and each unit's task index;
+    an InputError naming two runs when their units differ (the runs must pair task by task)."""
+    units = [metric_units(records, k, select) for _, records in runs]
+    out = {}
+    for metric, first in units[0].items():
+        keys = list(first)
+        for u, label in zip(units[1:], labels[1:]):
+            if set(u[metric]) != set(first):
+                raise InputError(_different_units(metric, first, u[metric], (labels[0], label)))
+        values = np.array([[u[metric][key] for key in keys] for u in units], dtype=float)
+        task_index = {t: i for i, t in enumerate(dict.fromkeys(_task_of(key) for key in keys))}
+        out[metric] = values, np.array([task_index[_task_of(key)] for key in keys], dtype=int)
+    return out
 
 
 _LEVEL_NOTES = {

@@ -192,6 +192,32 @@ def power(effect: float, runs_per_side: int, tasks: int, units_per_task: float, 
     return float(nct.sf(critical, df, shift) + nct.cdf(-critical, df, shift))
 
 
+def detectable_effect(runs_per_side: int, tasks: int, units_per_task: float, components: Components,
+                      alpha: float = ALPHA, target: float = 0.8) -> float:
+    """The smallest difference found with chance `target` (nan with fewer than 2 runs per side)."""
+    if runs_per_side < 2:
+        return float("nan")
+    low, high = 0.0, 1.0
+    if power(high, runs_per_side, tasks, units_per_task, components, alpha) < target:
+        return float("inf")
+    for _ in range(50):  # bisection: power rises with the effect
+        middle = (low + high) / 2
+        if power(middle, runs_per_side, tasks, units_per_task, components, alpha) < target:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def runs_needed(effect: float, tasks: int, units_per_task: float, components: Components,
+                alpha: float = ALPHA, target: float = 0.8, most: int = 64) -> int | None:
+    """The fewest runs per side that find `effect` with chance `target` (None beyond `most`)."""
+    for runs in range(2, most + 1):
+        if power(effect, runs, tasks, units_per_task, components, alpha) >= target:
+            return runs
+    return None
+
+
 # -- a generator with known effects (tests and benchmarks/replicates_calibration.py) -------------
 
 @dataclass(frozen=True)

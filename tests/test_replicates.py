@@ -253,3 +253,29 @@ def test_usage_errors(groups, capsys):
     assert main(["gate", groups["a"][0], "--baseline", groups["b"][0], "--candidate", groups["b"][1],
                  "--max-drop", f"{PRIMARY}=0"]) == 2
     assert "give the candidate run(s) once" in capsys.readouterr().err
+
+
+def test_plan_with_stated_components(capsys):
+    assert main(["plan", "--run-sd", "0.04", "--task-run-sd", "0", "--attempt-sd", "0", "--tasks", "120",
+                 "--attempts", "2", "--effect", "0.1"]) == 0
+    out = capsys.readouterr().out
+    # one run's rate: sd 0.04 whatever the tasks; 4 runs per side as in the power test above: 0.836
+    assert "one run's rate on 120 tasks x 2 units: sd 0.040" in out
+    row = next(line.split() for line in out.splitlines() if line.split()[:1] == ["4"])
+    assert row[1] == f"{power(0.1, 4, 120, 2, Components(0.0016, 0, 0)):.3f}" == "0.836"
+    assert "120 tasks x 2 units: 4 runs per side reach 0.8 power" in out  # 3 runs: 0.636
+    # no task or attempt noise: more tasks or attempts cannot help
+    assert "240 tasks x 4 units: 4 runs per side reach 0.8 power" in out
+
+
+def test_plan_from_pilot_runs(groups, capsys):
+    assert main(["plan", "--pilot", *groups["a"], "--effect", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "variance components (4 pilot runs, 60 tasks, k=2)" in out
+    assert "note: 4 pilot runs give the run variance 3 degrees of freedom" in out
+    assert main(["plan", "--pilot", *groups["a"], "--run-sd", "0.1", "--effect", "0.1"]) == 2
+    assert "either --pilot runs or stated" in capsys.readouterr().err
+    assert main(["plan", "--pilot", groups["a"][0], "--effect", "0.1"]) == 2
+    assert "--pilot needs at least 2 runs" in capsys.readouterr().err
+    assert main(["plan", "--pilot", *groups["a"], "--metric", "nope", "--effect", "0.1"]) == 2
+    assert "unknown --metric 'nope'" in capsys.readouterr().err
