@@ -254,8 +254,17 @@ def cmd_view(args: argparse.Namespace) -> int:
     """One self-contained HTML report of one run, or of two runs side by side."""
     from rps_evals.reports.view import load_shown_run, write_report
 
+    if args.vs is not None:
+        paths = [*args.runs, *args.vs]
+        same_name = len({path.name for path in paths}) < len(paths)
+        sides = [[load_shown_run(path, str(path) if same_name else None) for path in side]
+                 for side in (args.runs, args.vs)]
+        write_report([], args.out, groups=(sides[0], sides[1]))
+        print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB, {len(sides[0])} and "
+              f"{len(sides[1])} runs, {len(sides[0][0].dataset.tasks)} tasks)")
+        return 0
     if len(args.runs) > 2:
-        raise InputError(f"view shows one run or two (A and B), got {len(args.runs)}")
+        raise InputError(f"view shows one run or two (A and B), or groups with --vs; got {len(args.runs)} runs")
     same_name = len({path.name for path in args.runs}) < len(args.runs)
     runs = [load_shown_run(path, str(path) if same_name else None) for path in args.runs]
     write_report(runs, args.out)
@@ -360,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     view = sub.add_parser("view", help="a self-contained HTML report of one run, or two runs side by side")
     view.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                       help="run directory, Inspect log or lm-eval output; a second one is shown as B")
+    view.add_argument("--vs", nargs="+", type=Path, metavar="RUN", default=None,
+                      help="replicates of B: the RUNs are then replicates of A, shown as one dot per run with "
+                           "the method-level interval per metric")
     view.add_argument("--out", required=True, type=Path, help="the HTML file to write")
     view.set_defaults(func=cmd_view)
 

@@ -139,6 +139,33 @@ def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = F
     return warnings
 
 
+def group_comparability(results: Sequence[dict[str, Any]], labels: Sequence[str], strict: bool = False) -> list[str]:
+    """`comparability` for many runs: each run against the first (an InputError for a different
+    dataset, dataset_hash or k), then one warning line per provenance value that some runs do not
+    record or that differs between runs, naming them."""
+    for res, label in zip(results[1:], labels[1:]):
+        comparability(results[0], res, names=(labels[0], label))
+    warnings = []
+    listed = lambda names: ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")  # noqa: E731
+    for name in ("dataset_hash", *SHOULD_MATCH):
+        values = [recorded(res, name) for res in results]
+        unknown = [label for label, value in zip(labels, values) if value is None]
+        if unknown:
+            warnings.append(f"WARNING: {name} is unknown for {len(unknown)} of {len(labels)} runs ({listed(unknown)}): "
+                            "cannot check that the runs were measured the same way")
+        known = [(label, value) for label, value in zip(labels, values) if value is not None]
+        if name != "dataset_hash" and len({repr(value) for _, value in known}) > 1:
+            warnings.append(f"WARNING: the runs differ in {name}: "
+                            + ", ".join(f"{label} {value!r}" for label, value in known))
+    older = [label for label, res in zip(labels, results) if "hardcoded_output_programs" not in res.get("metrics", {})]
+    if older:
+        warnings.append(f"WARNING: {listed(older)} scored before hard-coded programs were detected: "
+                        "their attempts_from_general_programs counts every executed program")
+    if strict and warnings:
+        raise InputError("--strict: the runs may not be comparable:\n" + "\n".join(warnings))
+    return warnings
+
+
 def _shown(value: Any) -> str:
     return "unknown" if value is None else repr(value)
 
@@ -232,10 +259,8 @@ def compare_groups(side_a: Sequence[Sequence[Run]], side_b: Sequence[Sequence[Ru
         comparison = compare_runs(runs_a[0], runs_b[0], strict, names)
         _check_primary(primary, comparison["metrics"])
         return _single_runs(comparison, runs_a[0][0], runs_b[0][0], primary, labels)
-    reference, reference_label = runs_a[0], labels[0][0]
-    warnings: list[str] = []
-    for run, label in zip(runs_a[1:] + runs_b, list(labels[0][1:]) + list(labels[1])):
-        warnings += comparability(reference[0], run[0], strict, (reference_label, label))
+    reference = runs_a[0]
+    warnings = group_comparability([res for res, _ in runs_a + runs_b], list(labels[0]) + list(labels[1]), strict)
     policies = {res.get("selection", DEFAULT_POLICY) for res, _ in runs_a + runs_b}
     if len(policies) > 1:
         raise InputError(f"runs differ in selection: {sorted(policies)} (write all with the same --select)")
@@ -259,7 +284,7 @@ def compare_groups(side_a: Sequence[Sequence[Run]], side_b: Sequence[Sequence[Ru
     notes = [_LEVEL_NOTES[level].format(a=len(sizes_a), b=len(sizes_b))]
     return {
         "dataset": reference[0]["dataset"], "attempts_per_task": k, "selection": select,
-        "warnings": list(dict.fromkeys(warnings)), "notes": notes, "level": level, "primary": primary,
+        "warnings": warnings, "notes": notes, "level": level, "primary": primary,
         "runs": {"a": [list(labels[0][i:i + n]) for i, n in _spans(side_a)],
                  "b": [list(labels[1][i:i + n]) for i, n in _spans(side_b)]},
         "metrics": _primary_first(rows, primary),
