@@ -178,7 +178,8 @@ def group_comparability(results: Sequence[dict[str, Any]], labels: Sequence[str]
     record or that differs between runs, naming them."""
     for res, label in zip(results[1:], labels[1:]):
         comparability(results[0], res, names=(labels[0], label))
-    warnings = []
+    warnings = [f"WARNING: the runs differ in sampling setting {d}" for res, label in zip(results[1:], labels[1:])
+                for d in sampling_differences(results[0], res, (labels[0], label))]
     listed = lambda names: ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")  # noqa: E731
     for name in ("dataset_hash", *SHOULD_MATCH):
         values = [recorded(res, name) for res in results]

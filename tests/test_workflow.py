@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import zipfile
@@ -27,7 +29,7 @@ pytest.importorskip("openai")
 
 from docker_support import require_image  # noqa: E402
 from fake_openai_server import FakeModelServer, draw_samples  # noqa: E402
-from workflow_support import JobResult, load_workflow, run_job  # noqa: E402
+from workflow_support import JobResult, load_workflow, run_job, step_script  # noqa: E402
 
 from rps_evals.data import load_dataset  # noqa: E402
 from rps_evals.serving import vllm_serve_args  # noqa: E402
@@ -232,3 +234,163 @@ def test_update_baseline_serves_the_adapter_and_keeps_runs_with_their_provenance
     assert (made["served_model"], made["base_url"], made["run_id"]) == (
         "candidate", f"http://localhost:{info['port']}/v1", "4242")
     assert_no_secret(workspace, files)
+
+
+def _committed_baseline(baseline_run) -> Path:
+    """The baseline as the docs say to keep it: the uploaded runs/candidate, committed."""
+    _, workspace, _ = baseline_run
+    return workspace / "runs" / "candidate"
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_gpu_free_mode_passes_the_same_model_served_elsewhere(runner, baseline):
+    """An endpoint that already serves the candidate: no GPU label, no vLLM; the same model (its
+    answers drawn in another order: other sampling noise) passes the gate."""
+    rotated = write_responses(runner.root / "same-model.jsonl", lambda i: BASELINE_POOL(i)[1:] + BASELINE_POOL(i)[:1])
+    requests = runner.root / "endpoint-requests.jsonl"
+    server = FakeModelServer("arc2:evaluation", rotated, ["team/candidate-v2"], SECRET, request_log=requests).start()
+    try:
+        result, workspace, info = runner.run({"base_url": server.base_url, "model": "team/candidate-v2",
+                                              "seeds": str(SEEDS)}, baseline=_committed_baseline(baseline))
+    finally:
+        server.close()
+    assert outcomes(result) == {**dict.fromkeys(STEPS, 0), "Serve the candidate adapter": None,
+                                "Stop vLLM": None}, show(result)
+    assert result.runs_on == ["self-hosted", "linux"] and info["argv"] is None  # nothing started vllm
+    gate = result.step("Gate against the baseline").output
+    assert "gate: PASS" in gate.splitlines() and "B - A" in gate, gate  # the verdict, then compare's intervals
+    seen = [json.loads(line) for line in requests.read_text().splitlines()]
+    assert len(seen) == 60 and {(r["model"], r["status"]) for r in seen} == {("team/candidate-v2", 200)}
+    files = result.artifacts[ARTIFACT]
+    assert "vllm.log" not in files and "runs/candidate/seed-2/results.json" in files
+    made = json.loads((workspace / "runs/candidate/workflow.json").read_text())
+    assert (made["served_model"], made["base_url"]) == ("team/candidate-v2", server.base_url)
+    assert_no_secret(workspace, files)
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_regressing_candidate_fails_the_gate_and_its_runs_are_still_uploaded(runner, adapter, baseline):
+    regressed = write_responses(runner.root / "regressed-model.jsonl", REGRESSED_POOL)
+    result, workspace, info = runner.run({"adapter": str(adapter), "seeds": str(SEEDS)},
+                                         baseline=_committed_baseline(baseline), responses=regressed)
+    assert outcomes(result) == {**dict.fromkeys(STEPS, 0), "Gate against the baseline": 1}, show(result)
+    gate = result.step("Gate against the baseline").output
+    assert "gate: FAIL (candidate regressed beyond the allowed drop)" in gate.splitlines(), gate
+    failing = {line.split()[0] for line in gate.splitlines() if line.endswith("FAIL")}
+    assert "attempts_from_executed_programs" in failing
+    for seed in (1, 2):
+        res = json.loads((workspace / f"runs/candidate/seed-{seed}/results.json").read_text())
+        executed = res["metrics"]["attempts_from_executed_programs"]
+        assert (executed["n"], executed["of"]) == (expected_executed(regressed, seed), 60)
+    assert {"runs/candidate/seed-1/results.json", "runs/candidate/seed-2/attempts.jsonl", "vllm.log"} <= \
+        set(result.artifacts[ARTIFACT])
+    assert not _port_open(info["port"])
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_a_candidate_sampled_otherwise_is_refused_naming_the_settings(runner, adapter, baseline):
+    """thinking=on samples at another temperature and top_p than the baseline (thinking off)."""
+    result, _, _ = runner.run({"adapter": str(adapter), "seeds": str(SEEDS), "thinking": "on"},
+                              baseline=_committed_baseline(baseline))
+    assert outcomes(result) == {**dict.fromkeys(STEPS, 0), "Gate against the baseline": 2}, show(result)
+    gate = result.step("Gate against the baseline").output
+    baseline_run = "benchmarks/regression/baseline/seed-1"
+    assert (f"temperature: baseline {baseline_run} 0.7, candidate runs/candidate/seed-1 0.6; "
+            f"top_p: baseline {baseline_run} 0.8, candidate runs/candidate/seed-1 0.95") in gate, gate
+
+
+# -- inputs, the public CLI, and the gate under sampling noise (no Docker, seconds) ---------------------
+
+def _quick(tmp_path, inputs, files=()) -> JobResult:
+    """The workflow up to its input check (no image, no model): what a mistyped dispatch gets."""
+    workspace = tmp_path / "checkout"
+    workspace.mkdir()
+    (workspace / "benchmarks" / "regression").mkdir(parents=True)
+    for name in files:
+        (workspace / name).parent.mkdir(parents=True, exist_ok=True)
+        (workspace / name).write_text("{}")
+    return run_job(load_workflow(WORKFLOW), JOB, workspace, inputs=inputs, runner_env={"PATH": os.environ["PATH"]},
+                   replace={"Install": _install_is_the_package})
+
+
+@pytest.mark.parametrize("inputs, files, message", [
+    ({"seeds": "1", "update_baseline": True}, ["a/adapter_config.json"],
+     "seeds must be a number from 2 to 99 (the gate tells a regression from sampling noise by the spread between seeds), got 1"),
+    ({"seeds": "x3", "update_baseline": True}, ["a/adapter_config.json"], "seeds must be a number from 2 to 99"),
+    ({}, [], "give adapter (serve mode) or base_url and model (GPU-free mode)"),
+    ({"adapter": "nowhere"}, [], "nowhere is not a LoRA adapter directory (no adapter_config.json)"),
+    ({"base_url": "http://10.0.0.5:8000/v1"}, [], "GPU-free mode needs model, the candidate's name at http://10.0.0.5:8000/v1"),
+    ({"base_url": "10.0.0.5:8000", "model": "m"}, [], "base_url must start with http:// or https://, got 10.0.0.5:8000"),
+    ({"base_url": "https://h/v1", "model": "m", "thinking": "maybe"}, [], "thinking must be on or off, got maybe"),
+    ({"base_url": "https://h/v1", "model": "m", "seeds": "2"}, ["benchmarks/regression/baseline/seed-1/results.json"],
+     "no baseline run at benchmarks/regression/baseline/seed-2 (seeds=2): run this workflow once with update_baseline"),
+])
+def test_bad_inputs_stop_the_job_at_the_check_with_exit_2(tmp_path, inputs, files, message):
+    if "adapter" not in inputs and files and files[0].startswith("a/"):
+        inputs = {**inputs, "adapter": str(tmp_path / "checkout" / "a")}
+    result = _quick(tmp_path, inputs, files)
+    check = result.step("Check inputs")
+    assert check.returncode == 2 and f"::error::{message}" in check.output, check.output
+    ran = [s.name for s in result.steps if s.ran]
+    serve = "base_url" not in inputs  # "Stop vLLM" runs always() in serve mode, finding nothing to stop
+    assert ran == ["Run actions/checkout@v4", "Install", "Check inputs"] + ["Stop vLLM"] * serve + ["Keep logs and the runs"]
+    assert result.artifacts[ARTIFACT] == []
+
+
+def test_the_workflow_uses_only_the_public_cli_and_secrets_by_name():
+    workflow = load_workflow(WORKFLOW)
+    scripts = "\n".join(step.get("run", "") for step in workflow["jobs"][JOB]["steps"])
+    assert "import rps_evals" not in scripts and "from rps_evals" not in scripts and "python -c" not in scripts
+    commands = set(re.findall(r"rps-evals [a-z]+|python3? -m [\w.]+", scripts))
+    assert commands == {"rps-evals sandbox", "rps-evals gate", "rps-evals report", "rps-evals compare",
+                        "python -m rps_evals.serving", "python3 -m venv", "python -m pip"}
+    text = WORKFLOW.read_text()
+    assert text.count("secrets.") == 1 and "${{ secrets.ARC_REGRESSION_API_KEY" in text
+
+
+def test_the_gate_does_not_flap_on_an_identical_candidate_under_sampling_noise(tmp_path):
+    """20 seeded repeats of one simulated model on both sides (the workflow's default seeds a side,
+    its own gate command, run by its own step script): no failure. A real regression fails most."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("gate_noise", ROOT / "benchmarks" / "regression" / "gate_noise.py")
+    gate_noise = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gate_noise)
+    workflow = load_workflow(WORKFLOW)
+    seeds = int(workflow["on"]["workflow_dispatch"]["inputs"]["seeds"]["default"])
+    assert seeds == 3
+    # the argv the gate step gives rps-evals (a stand-in on PATH records it)
+    script, env = step_script(workflow, JOB, "Gate against the baseline", tmp_path)
+    shim = tmp_path / "bin" / "rps-evals"
+    shim.parent.mkdir()
+    shim.write_text('#!/bin/sh\n[ "$1" = gate ] && printf "%s\\n" "$@" > "$ARGV_OUT"\nexit 0\n')
+    shim.chmod(0o755)
+    argv_file = tmp_path / "argv.txt"
+    proc = subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env={**env, "PATH": f"{shim.parent}{os.pathsep}{os.environ['PATH']}", "ARGV_OUT": str(argv_file)})
+    assert proc.returncode == 0, proc.stderr
+    argv = argv_file.read_text().splitlines()
+    passes = lambda d: ",".join(f"{d}/seed-{s}" for s in range(1, seeds + 1))  # noqa: E731
+    assert argv[:5] == ["gate", "--baseline", passes("benchmarks/regression/baseline"), "--candidate",
+                        passes("runs/candidate")]
+    assert argv[5:] == gate_noise.workflow_gate_flags()
+    dataset = gate_noise.subset()
+    profile = gate_noise.model_profile(len(dataset.tasks))
+    baseline, candidate = tmp_path / "benchmarks" / "regression" / "baseline", tmp_path / "runs" / "candidate"
+    here = os.getcwd()
+    os.chdir(tmp_path)  # the step's relative paths
+    try:
+        same = [gate_noise.gate_once(argv, baseline, candidate, dataset, profile, np.random.default_rng(repeat),
+                                     seeds) for repeat in range(20)]
+        regressed = [gate_noise.gate_once(argv, baseline, candidate, dataset, profile, np.random.default_rng(repeat),
+                                          seeds, drop=0.5)[0] for repeat in range(100, 110)]
+    finally:
+        os.chdir(here)
+    assert [code for code, _ in same] == [0] * 20, [out for code, out in same if code][:1]
+    assert "gate: PASS" in same[0][1]
+    assert sum(regressed) >= 8, regressed  # about 33 points fewer programs that run

@@ -267,13 +267,10 @@ def step_name(step: dict[str, Any]) -> str:
     return step.get("name") or (f"Run {step['uses']}" if "uses" in step else f"Run {step['run'].splitlines()[0]}")
 
 
-def run_job(workflow: dict[str, Any], job: str, workspace: Path, *, inputs: dict[str, Any] | None = None,
-            secrets: dict[str, str] | None = None, runner_env: dict[str, str] | None = None,
-            job_env_override: dict[str, str] | None = None,
-            replace: dict[str, Callable[[str], str]] | None = None, step_timeout: float = 600) -> JobResult:
-    """Run `job` of `workflow` in `workspace` (already the checkout). `runner_env` is the runner's
-    own environment; `job_env_override` replaces job env values (e.g. a port that is free here)."""
-    spec = workflow["jobs"][job]
+def job_context(workflow: dict[str, Any], job: str, workspace: Path, inputs: dict[str, Any] | None = None,
+                secrets: dict[str, str] | None = None, job_env_override: dict[str, str] | None = None
+                ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The expression context a job's steps see, and the job's env (overrides applied)."""
     context: dict[str, Any] = {
         "inputs": dispatch_inputs(workflow, inputs or {}),
         "secrets": dict(secrets or {}),
@@ -282,10 +279,31 @@ def run_job(workflow: dict[str, Any], job: str, workspace: Path, *, inputs: dict
         "env": {},
         "__job_failed__": False,
     }
-    runs_on = evaluate_value(spec["runs-on"], context)
-    job_env = {k: render(evaluate_value(v, context)) for k, v in (spec.get("env") or {}).items()}
+    job_env = {k: render(evaluate_value(v, context)) for k, v in (workflow["jobs"][job].get("env") or {}).items()}
     job_env.update(job_env_override or {})
     context["env"] = dict(job_env)
+    return context, job_env
+
+
+def step_script(workflow: dict[str, Any], job: str, name: str, workspace: Path,
+                inputs: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
+    """One run step's script as the runner would write it, and the env it would get from the job
+    and the step (for running that step alone)."""
+    context, job_env = job_context(workflow, job, workspace, inputs)
+    (step,) = [s for s in workflow["jobs"][job]["steps"] if step_name(s) == name]
+    step_env = {k: render(evaluate_value(v, context)) for k, v in (step.get("env") or {}).items()}
+    return substitute(step["run"], context), {**job_env, **step_env}
+
+
+def run_job(workflow: dict[str, Any], job: str, workspace: Path, *, inputs: dict[str, Any] | None = None,
+            secrets: dict[str, str] | None = None, runner_env: dict[str, str] | None = None,
+            job_env_override: dict[str, str] | None = None,
+            replace: dict[str, Callable[[str], str]] | None = None, step_timeout: float = 600) -> JobResult:
+    """Run `job` of `workflow` in `workspace` (already the checkout). `runner_env` is the runner's
+    own environment; `job_env_override` replaces job env values (e.g. a port that is free here)."""
+    spec = workflow["jobs"][job]
+    context, job_env = job_context(workflow, job, workspace, inputs, secrets, job_env_override)
+    runs_on = evaluate_value(spec["runs-on"], context)
     shell = ((spec.get("defaults") or {}).get("run") or {}).get("shell")
     replace = dict(replace or {})
     scratch = Path(tempfile.mkdtemp(prefix="runner-", dir=workspace.parent))
