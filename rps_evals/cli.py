@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rps_evals.data import DATASETS, DatasetError, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, get_executor
-from rps_evals.records import InputError, read_responses, read_run, write_run
+from rps_evals.records import InputError, read_responses, write_run
 from rps_evals.scoring import METRICS, format_table, score_attempts
 from rps_evals.selection import POLICIES
 

@@ -231,7 +231,10 @@ def read_any_run(path: str | Path) -> Run:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path} is not a run directory (results.json + attempts.jsonl), Inspect log or "
                          f"lm-eval output: {exc}") from None
-    options.pop("status", None)
+    status = options.pop("status", None)
+    if status is not None:  # as `report` refuses it: what was not run would count as failures
+        raise InputError(f"{path}: the run did not finish ({status['status']}: {status['error']}); "
+                         "retry it, or write it with `rps-evals report --allow-errors` and compare that")
     with tempfile.TemporaryDirectory(prefix="rps-compare-") as tmp:
         results = write_run(tmp, dataset, records, k, **options)
         return results, read_run(tmp)[1]

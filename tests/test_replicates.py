@@ -279,3 +279,25 @@ def test_plan_from_pilot_runs(groups, capsys):
     assert "--pilot needs at least 2 runs" in capsys.readouterr().err
     assert main(["plan", "--pilot", *groups["a"], "--metric", "nope", "--effect", "0.1"]) == 2
     assert "unknown --metric 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_inspect_log_compares_like_its_run_directory(tmp_path, capsys):
+    """compare reads an Inspect log as `report` does: the demo replayed through Inspect against the
+    same responses scored by the core differs by nothing."""
+    pytest.importorskip("inspect_ai")
+    from inspect_ai import eval as inspect_eval
+
+    from inspect_support import DEMO_IDS, core_score
+    from rps_evals.arc1 import arc1
+    from rps_evals.inspect_eval.replay import demo_responses_path
+
+    ids = DEMO_IDS[:3]
+    core_score(demo_responses_path(), tmp_path / "core", task_ids=ids, timeout=10)
+    task = arc1(split="training", task_ids=",".join(ids), sandbox="local", exec_timeout=10)
+    (log,) = inspect_eval(task, model="rps/replay", display="none", log_dir=str(tmp_path / "logs"))
+    out = tmp_path / "cmp.json"
+    assert main(["compare", log.location, "--vs", str(tmp_path / "core"), "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics[PRIMARY]["a"]["of"] == 6 and metrics[PRIMARY]["only_a"] == metrics[PRIMARY]["only_b"] == 0
+    assert all(row["diff"] == 0 for row in metrics.values())
