@@ -69,6 +69,8 @@ def method_difference(a: np.ndarray, b: np.ndarray, task_of_unit: np.ndarray) ->
     if n_a + n_b < 3:
         raise ValueError("a method-level difference needs at least 3 runs in all (2 against 1)")
     task_of_unit = np.asarray(task_of_unit)
+    if task_of_unit.size == 0:  # a metric with no units: every rate is 0 (scoring.rate)
+        return MethodDifference((0.0,) * n_a, (0.0,) * n_b, 0.0, (0.0, 0.0), 1.0, 0.0, float(n_a + n_b - 2), 0.0, 0.0)
     units_per_task = np.bincount(task_of_unit).astype(float)
     n_tasks, n_units = len(units_per_task), units_per_task.sum()
     weight = units_per_task / n_units

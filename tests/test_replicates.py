@@ -85,6 +85,12 @@ def test_identical_runs_never_give_p_zero():
     assert shifted.diff == 0.25 and shifted.p_value > 0.2
 
 
+def test_no_units_is_no_difference():
+    empty = np.zeros((2, 0))
+    result = method_difference(empty, empty, np.array([], dtype=int))
+    assert (result.diff, result.ci95, result.p_value, result.a_runs) == (0.0, (0.0, 0.0), 1.0, (0.0, 0.0))
+
+
 def test_holm_by_hand():
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
     assert holm({"a": 0.5, "b": 0.9}) == {"a": 1.0, "b": 1.0}
