@@ -279,10 +279,9 @@ def compare_groups(side_a: Sequence[Sequence[Run]], side_b: Sequence[Sequence[Ru
         sizes_a, sizes_b, level = [1] * len(runs_a), [1] * len(runs_b), "model"
     rows: dict[str, dict[str, Any]] = {}
     for metric, (values, task_of_unit) in matrices.items():
-        keys = values.shape[1]
         a = _average_replicates(values[: len(runs_a)], sizes_a)
         b = _average_replicates(values[len(runs_a):], sizes_b)
-        rows[metric] = _method_row(metric, level, replicates.method_difference(a, b, task_of_unit), keys)
+        rows[metric] = _method_row(metric, level, replicates.method_difference(a, b, task_of_unit), values.shape[1])
     _add_holm(rows, primary)
     notes = [_LEVEL_NOTES[level].format(a=len(sizes_a), b=len(sizes_b))]
     return {
