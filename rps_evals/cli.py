@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rps_evals.data import DATASETS, DatasetError, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, get_executor
-from rps_evals.records import InputError, read_responses, read_run, write_run
+from rps_evals.records import InputError, read_responses, write_run
 from rps_evals.scoring import METRICS, format_table, score_attempts
 from rps_evals.selection import POLICIES
 
@@ -124,6 +124,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     name_a, name_b = (", ".join(side) for side in (side_a, side_b))
     text = format_comparison(comparison, name_a, name_b)  # everything computed before anything is written
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
     print(text)
     return 0

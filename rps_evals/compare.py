@@ -265,7 +265,10 @@ def read_any_run(path: str | Path) -> Run:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path} is not a run directory (results.json + attempts.jsonl), Inspect log or "
                          f"lm-eval output: {exc}") from None
-    options.pop("status", None)
+    status = options.pop("status", None)
+    if status is not None:  # as `report` refuses it: what was not run would count as failures
+        raise InputError(f"{path}: the run did not finish ({status['status']}: {status['error']}); "
+                         "retry it, or write it with `rps-evals report --allow-errors` and compare that")
     with tempfile.TemporaryDirectory(prefix="rps-compare-") as tmp:
         results = write_run(tmp, dataset, records, k, **options)
         return results, read_run(tmp)[1]
@@ -310,10 +313,9 @@ def compare_groups(side_a: Sequence[Sequence[Run]], side_b: Sequence[Sequence[Ru
         sizes_a, sizes_b, level = [1] * len(runs_a), [1] * len(runs_b), "model"
     rows: dict[str, dict[str, Any]] = {}
     for metric, (values, task_of_unit) in matrices.items():
-        keys = values.shape[1]
         a = _average_replicates(values[: len(runs_a)], sizes_a)
         b = _average_replicates(values[len(runs_a):], sizes_b)
-        rows[metric] = _method_row(metric, level, replicates.method_difference(a, b, task_of_unit), keys)
+        rows[metric] = _method_row(metric, level, replicates.method_difference(a, b, task_of_unit), values.shape[1])
     _add_holm(rows, primary)
     notes = [_LEVEL_NOTES[level].format(a=len(sizes_a), b=len(sizes_b))]
     return {

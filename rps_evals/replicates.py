@@ -69,6 +69,8 @@ def method_difference(a: np.ndarray, b: np.ndarray, task_of_unit: np.ndarray) ->
     if n_a + n_b < 3:
         raise ValueError("a method-level difference needs at least 3 runs in all (2 against 1)")
     task_of_unit = np.asarray(task_of_unit)
+    if task_of_unit.size == 0:  # a metric with no units: every rate is 0 (scoring.rate)
+        return MethodDifference((0.0,) * n_a, (0.0,) * n_b, 0.0, (0.0, 0.0), 1.0, 0.0, float(n_a + n_b - 2), 0.0, 0.0)
     units_per_task = np.bincount(task_of_unit).astype(float)
     n_tasks, n_units = len(units_per_task), units_per_task.sum()
     weight = units_per_task / n_units
@@ -125,13 +127,15 @@ def sampling_halfwidth(rate: float, units: int) -> float:
     return Z95 * math.sqrt(rate * (1 - rate) / units) if units else 0.0
 
 
-def verdict(diff: float, ci95: Sequence[float], p_value: float, level: str, alpha: float = ALPHA) -> str:
-    """One line that says what the comparison shows, B - A, in points."""
+def verdict(diff: float, ci95: Sequence[float], p_value: float, level: str, alpha: float = ALPHA,
+            names: tuple[str, str] = ("A", "B")) -> str:
+    """One line that says what the comparison shows, B - A in points (`names` are A's and B's)."""
+    a, b = names
     low, high = (100 * x for x in ci95)
-    span = f"B - A {100 * diff:+.1f} points [95% CI {low:+.1f}, {high:+.1f}], p = {p_value:.3g}"
+    span = f"{b} - {a} {100 * diff:+.1f} points [95% CI {low:+.1f}, {high:+.1f}], p = {p_value:.3g}"
     what = "the methods" if level == "method" else "these two models (seed variation ignored)"
     if p_value < alpha:
-        return f"{'B above A' if diff > 0 else 'B below A'}: {what} differ; {span}"
+        return f"{b} {'above' if diff > 0 else 'below'} {a}: {what} differ; {span}"
     return f"no difference shown between {what}; {span}"
 
 
@@ -189,7 +193,12 @@ def power(effect: float, runs_per_side: int, tasks: int, units_per_task: float, 
         return 1.0 if effect else alpha
     critical = t.ppf(1 - alpha / 2, df)
     shift = abs(effect) / se
-    return float(nct.sf(critical, df, shift) + nct.cdf(-critical, df, shift))
+    found = float(nct.sf(critical, df, shift) + nct.cdf(-critical, df, shift))
+    if not math.isfinite(found):  # scipy's noncentral t gives nan far in its tail, where power is ~1
+        from scipy.stats import norm
+
+        found = float(norm.sf(critical - shift) + norm.cdf(-critical - shift))
+    return found
 
 
 def detectable_effect(runs_per_side: int, tasks: int, units_per_task: float, components: Components,

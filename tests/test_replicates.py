@@ -85,6 +85,12 @@ def test_identical_runs_never_give_p_zero():
     assert shifted.diff == 0.25 and shifted.p_value > 0.2
 
 
+def test_no_units_is_no_difference():
+    empty = np.zeros((2, 0))
+    result = method_difference(empty, empty, np.array([], dtype=int))
+    assert (result.diff, result.ci95, result.p_value, result.a_runs) == (0.0, (0.0, 0.0), 1.0, (0.0, 0.0))
+
+
 def test_holm_by_hand():
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
     assert holm({"a": 0.5, "b": 0.9}) == {"a": 1.0, "b": 1.0}
@@ -279,3 +285,25 @@ def test_plan_from_pilot_runs(groups, capsys):
     assert "--pilot needs at least 2 runs" in capsys.readouterr().err
     assert main(["plan", "--pilot", *groups["a"], "--metric", "nope", "--effect", "0.1"]) == 2
     assert "unknown --metric 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_inspect_log_compares_like_its_run_directory(tmp_path, capsys):
+    """compare reads an Inspect log as `report` does: the demo replayed through Inspect against the
+    same responses scored by the core differs by nothing."""
+    pytest.importorskip("inspect_ai")
+    from inspect_ai import eval as inspect_eval
+
+    from inspect_support import DEMO_IDS, core_score
+    from rps_evals.arc1 import arc1
+    from rps_evals.inspect_eval.replay import demo_responses_path
+
+    ids = DEMO_IDS[:3]
+    core_score(demo_responses_path(), tmp_path / "core", task_ids=ids, timeout=10)
+    task = arc1(split="training", task_ids=",".join(ids), sandbox="local", exec_timeout=10)
+    (log,) = inspect_eval(task, model="rps/replay", display="none", log_dir=str(tmp_path / "logs"))
+    out = tmp_path / "cmp.json"
+    assert main(["compare", log.location, "--vs", str(tmp_path / "core"), "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert metrics[PRIMARY]["a"]["of"] == 6 and metrics[PRIMARY]["only_a"] == metrics[PRIMARY]["only_b"] == 0
+    assert all(row["diff"] == 0 for row in metrics.values())
