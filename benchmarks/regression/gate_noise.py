@@ -12,7 +12,7 @@ workflow had before (one run a side, fixed drops, exact McNemar at alpha 0.05).
   - regressed candidate: programs that run become crashes with probability `drop` (so
     attempts_from_executed_programs falls by about drop x 67 points).
 
-Usage: python benchmarks/regression/gate_noise.py [--repeats 500] [--seeds 3] [--drop 0.15]
+Usage: python benchmarks/regression/gate_noise.py [--repeats 300] [--seeds 3] [--drop 0.15] [--alpha A]
 """
 
 from __future__ import annotations
@@ -141,15 +141,18 @@ OLD_GATE_FLAGS = ["--alpha", "0.05", "--max-drop", "attempts_from_executed_progr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--drop", type=float, default=0.15)
+    parser.add_argument("--alpha", default=None, help="try another --alpha than the workflow's")
     args = parser.parse_args()
     dataset = subset()
     profile = model_profile(len(dataset.tasks))
     work = Path(tempfile.mkdtemp(prefix="gate-noise-"))
     base, cand = work / "baseline", work / "candidate"
-    designs = [(f"workflow gate, {args.seeds} seeds a side", workflow_gate_argv(args.seeds, base, cand), args.seeds),
+    alpha = ["--alpha", args.alpha] if args.alpha else []  # the last --alpha wins
+    designs = [(f"workflow gate, {args.seeds} seeds a side", workflow_gate_argv(args.seeds, base, cand) + alpha,
+                args.seeds),
                ("old gate, 1 run a side", ["gate", str(cand / "seed-1"), "--baseline", str(base / "seed-1"),
                                            *OLD_GATE_FLAGS], 1)]
     print(f"{len(dataset.tasks)} tasks, k=2; the model's executed-program rate {profile['runs'].mean():.3f}; "
