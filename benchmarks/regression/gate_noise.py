@@ -82,13 +82,12 @@ def draw_run(dataset, profile, rng: np.random.Generator, drop: float = 0.0, k: i
 def write_side(directory: Path, dataset, profile, rng, seeds: int, drop: float = 0.0) -> None:
     """`seeds` runs as the workflow lays them out: DIR/seed-1, DIR/seed-2, ..."""
     from rps_evals.provenance import build_provenance, generation_settings
+    from rps_evals.records import write_run
 
     for seed in range(1, seeds + 1):
         sandbox = {"backend": "docker", "image": None, "python": "3.11.2", "numpy": "1.24.2"}
         provenance = build_provenance(dataset, 2, "allowed", 2.0, sandbox, "openai-api/vllm/candidate",
                                       generation_settings(temperature=0.7, top_p=0.8, top_k=20, seed=seed, num_choices=2))
-        from rps_evals.records import write_run
-
         write_run(directory / f"seed-{seed}", dataset, draw_run(dataset, profile, rng, drop), 2, provenance=provenance)
 
 
