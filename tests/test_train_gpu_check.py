@@ -210,3 +210,19 @@ def test_measurement_args_keep_the_config_and_write_nothing(tmp_path):
     assert args.report_to == [] and args.save_strategy == "no" and args.eval_strategy == "no"
     assert args.learning_rate == 1e-5 and args.beta == 0.1 and args.activation_checkpointing
     assert model_args.attn_implementation == "sdpa" and model_args.lora_r == 16 and check.tiny
+
+
+def test_docs_show_the_estimate_the_code_computes():
+    """docs/training.md's Qwen3-8B table is estimate() for configs/rps_qwen3_8b.yaml, to the printed digit."""
+    text = (ROOT / "docs" / "training.md").read_text()
+    for row in estimate(QWEN3_8B, [8_192, 16_384, 32_768], STUDY, card_gib=78):
+        m = row["bytes"]
+        cells = [f"{row['length']:,}"] + [f"{m[k] / GIB:.1f}" for k in (
+            "weights", "lora_states", "checkpoints", "reference_forward", "lm_head_backward", "layer_backward",
+            "peak_allocated", "with_reserve", "full_logits_without_fused_head")]
+        assert "| " + " | ".join(cells) + " |" in text
+    no_dropout = estimate_step(QWEN3_8B, 32_768, dataclasses.replace(STUDY, lora_dropout=0.0))["bytes"]
+    offload = estimate_step(QWEN3_8B, 32_768, dataclasses.replace(STUDY, activation_offloading=True))["bytes"]
+    assert (f"`lora_dropout: 0` lowers the peak to {no_dropout['peak_allocated'] / GIB:.1f} GiB, "
+            f"`activation_offloading: true` to\n{offload['peak_allocated'] / GIB:.1f} GiB") in text
+    assert "**No GPU measurement has been made yet.**" in text
