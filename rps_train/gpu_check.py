@@ -94,7 +94,7 @@ def resolve_architecture(model_name_or_path: str | None, tiny: bool) -> Architec
                      "use --tiny for the CPU check")
 
 
-def step_settings(model_args, training_args, rps, check: GpuCheckArguments, arch: Architecture) -> StepSettings:
+def step_settings(model_args, training_args, check: GpuCheckArguments, arch: Architecture) -> StepSettings:
     """The estimate's view of the training config."""
     targets = model_args.lora_target_modules
     if targets is None or targets == "all-linear":
@@ -298,15 +298,16 @@ def measure(name: str, length: int, run: Callable[[], dict[str, Any]], estimate_
     import torch
 
     record: dict[str, Any] = {"setting": name, "length": length, "estimate_peak_gib": _gib(estimate_bytes)}
+    result = None
     try:
         result = run()
     except torch.OutOfMemoryError as exc:
         record.update(status="oom", message=str(exc).splitlines()[0][:300],
                       peak_allocated_gib=_gib(torch.cuda.max_memory_allocated()) if torch.cuda.is_available()
                       else None)
-        free_memory()
+    free_memory()  # outside the except block: the traceback's frames no longer hold the step's tensors
+    if result is None:
         return record
-    free_memory()
     seconds = result["step_seconds"]
     timed = seconds[1:] if len(seconds) > 1 else seconds
     mean = sum(timed) / len(timed) if timed else None
@@ -389,7 +390,7 @@ def run(rps, check: GpuCheckArguments, training_args, model_args, log=print) -> 
     except ConfigError as exc:
         raise CheckError(str(exc)) from None
     model_args.use_peft = True
-    settings = step_settings(model_args, training_args, rps, check, arch)
+    settings = step_settings(model_args, training_args, check, arch)
     try:
         rows = estimate(arch, lengths, settings, check.card_gib)
     except ValueError as exc:
