@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from rps_train.memory_estimate import BUNDLED, GIB, TINY_QWEN3, Architecture, StepSettings, estimate, table_unit
+from rps_train.memory_estimate import (BUNDLED, GIB, TINY_QWEN3, Architecture, StepSettings, estimate, settings_dict,
+                                       table_unit)
 from rps_train.memory_estimate import table as estimate_table
 from rps_train.options import add_config_option, parse_with_config
 
@@ -170,6 +171,7 @@ class Variant:
     why: str
     apply: Callable[[Any, Any], tuple[Any, Any]] | None  # (training_args, model_args) -> both; None = skipped
     skip_reason: str | None = None
+    estimate_change: dict[str, Any] | None = None  # the StepSettings fields it changes, where the estimate models it
 
 
 def variants(tiny: bool) -> list[Variant]:
@@ -180,12 +182,14 @@ def variants(tiny: bool) -> list[Variant]:
     liger = importlib.util.find_spec("liger_kernel") is not None
     return [
         Variant("lora_dropout_0", "no dropped-out input copy per adapted linear",
-                lambda t, m: (t, replace(m, lora_dropout=0.0))),
+                lambda t, m: (t, replace(m, lora_dropout=0.0)), estimate_change={"lora_dropout": 0.0}),
         Variant("activation_offloading", "checkpointed activations wait in CPU memory",
                 None if tiny else (lambda t, m: (replace(t, activation_offloading=True), m)),
-                "TRL's activation offloading needs an accelerator" if tiny else None),
+                "TRL's activation offloading needs an accelerator" if tiny else None,
+                estimate_change={"activation_offloading": True}),
         Variant("precompute_ref_log_probs", "the reference forward runs once before training, not every step",
-                lambda t, m: (replace(t, precompute_ref_log_probs=True), m)),
+                lambda t, m: (replace(t, precompute_ref_log_probs=True), m),
+                estimate_change={"precompute_ref_log_probs": True}),
         Variant("liger_kernel", "Liger's RMSNorm/SwiGLU/RoPE kernels (TRL 1.16 refuses Liger's fused loss: "
                 "its own chunked LM head replaces it)",
                 (lambda t, m: (replace(t, use_liger_kernel=True), m)) if liger and not tiny else None,
@@ -405,11 +409,8 @@ def run(rps, check: GpuCheckArguments, training_args, model_args, log=print) -> 
     longest = max(lengths)
     variant_estimates = {}
     for v in chosen_variants:
-        if v.name in ("lora_dropout_0", "activation_offloading", "precompute_ref_log_probs"):
-            changed = dataclasses.replace(settings, **{"lora_dropout_0": {"lora_dropout": 0.0},
-                                                       "activation_offloading": {"activation_offloading": True},
-                                                       "precompute_ref_log_probs": {"precompute_ref_log_probs": True},
-                                                       }[v.name])
+        if v.estimate_change:
+            changed = dataclasses.replace(settings, **v.estimate_change)
             variant_estimates[v.name] = estimate(arch, [longest], changed, check.card_gib)[0]
     report: dict[str, Any] = {
         "format": FORMAT,
@@ -419,7 +420,7 @@ def run(rps, check: GpuCheckArguments, training_args, model_args, log=print) -> 
         "config_max_length": training_args.max_length,
         "loss_type": list(training_args.loss_type),
         "loss_weights": training_args.loss_weights,
-        "estimate_settings": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(settings).items()},
+        "estimate_settings": settings_dict(settings),
         "card_gib": check.card_gib,
         "estimate": rows,
         "variant_estimates": variant_estimates,
