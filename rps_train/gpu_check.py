@@ -298,7 +298,7 @@ def free_memory() -> None:
 
 def measure(name: str, length: int, run: Callable[[], dict[str, Any]], estimate_bytes: int | None,
             batch_pairs: int) -> dict[str, Any]:
-    """One measurement record: ok (memory, times, tokens/s), oom, or error with its message."""
+    """One measurement record: ok (memory, times, tokens/s), oom, or error, each with its message."""
     import torch
 
     record: dict[str, Any] = {"setting": name, "length": length, "estimate_peak_gib": _gib(estimate_bytes)}
@@ -309,6 +309,9 @@ def measure(name: str, length: int, run: Callable[[], dict[str, Any]], estimate_
         record.update(status="oom", message=str(exc).splitlines()[0][:300],
                       peak_allocated_gib=_gib(torch.cuda.max_memory_allocated()) if torch.cuda.is_available()
                       else None)
+    except Exception as exc:  # a setting this TRL or card cannot run: recorded, and the next one is tried
+        first = (str(exc).splitlines() or [""])[0]
+        record.update(status="error", message=f"{type(exc).__name__}: {first}"[:300])
     free_memory()  # outside the except block: the traceback's frames no longer hold the step's tensors
     if result is None:
         return record

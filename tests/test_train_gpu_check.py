@@ -115,6 +115,7 @@ def test_synthetic_pairs_have_exact_lengths():
 
 # ---- the command ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_tiny_run_measures_every_length_and_variant(tmp_path, capsys):
     out = tmp_path / "check"
     assert main(["gpu-check", "--config", str(CONFIG), "--tiny", "--out", str(out)]) == 0
@@ -185,6 +186,14 @@ def test_an_out_of_memory_step_is_recorded_and_the_next_goes_on():
     record = gpu_check.measure("baseline", 32768, oom, estimate_bytes=61_528_958_976, batch_pairs=1)
     assert record["status"] == "oom" and record["message"] == "CUDA out of memory. Tried to allocate 9.27 GiB"
     assert record["estimate_peak_gib"] == round(61_528_958_976 / GIB, 6)
+
+    def unsupported():
+        raise ValueError("liger kernels need a GPU\nlong detail")
+
+    record = gpu_check.measure("liger_kernel", 32768, unsupported, estimate_bytes=None, batch_pairs=1)
+    assert record == {"setting": "liger_kernel", "length": 32768, "estimate_peak_gib": None, "status": "error",
+                      "message": "ValueError: liger kernels need a GPU"}
+    assert "liger_kernel: error: ValueError: liger kernels need a GPU" in gpu_check.measurement_table([record])
 
 
 def test_fitting_summary():
