@@ -117,8 +117,9 @@ def per_token_layer_bytes(arch: Architecture, s: StepSettings) -> dict[str, int]
     norms: each RMSNorm keeps its input as float32 and its bf16 output; attention: q, k, v, the
     float32 inputs of the q/k norms, the rotated q and k, the attention output and its float32
     log-sum-exp (SDPA/flash: no L x L scores); mlp: gate, up, act(gate) and their product;
-    lora: with dropout each adapted linear keeps its own dropped-out input copy and mask, and every
-    adapter keeps its r-wide hidden.
+    lora: PEFT casts each adapted linear's input to the adapter's float32 before the dropout, so with
+    dropout every adapted linear keeps its own float32 copy of its input; every adapter keeps its
+    r-wide hidden. tests/test_train_gpu_check.py compares this with the tensors PyTorch saves.
     """
     b = s.weight_bytes
     h, i = arch.hidden_size, arch.intermediate_size
@@ -129,7 +130,7 @@ def per_token_layer_bytes(arch: Architecture, s: StepSettings) -> dict[str, int]
         "norms": 2 * (4 * h + b * h),
         "attention": b * (q + 2 * kv) + 4 * (q + kv) + b * (q + kv) + b * q + 4 * arch.num_attention_heads,
         "mlp": b * 4 * i,
-        "lora": ((b + 1) * lora_inputs if s.lora_dropout > 0 else 0) + b * s.lora_rank * len(set(s.lora_targets)),
+        "lora": (4 * lora_inputs if s.lora_dropout > 0 else 0) + b * s.lora_rank * len(set(s.lora_targets)),
     }
 
 
