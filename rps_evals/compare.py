@@ -151,9 +151,15 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
     k = int(recorded(res_a, "k"))
     select = select_a  # the paired units include the predictions this policy submits
     units_a, units_b = metric_units(rec_a, k, select), metric_units(rec_b, k, select)
+    one_sided = sorted(set(units_a) ^ set(units_b))
+    if one_sided:  # the _round_0 and repair metrics of a run that refined, against one that did not
+        notes.append(f"not paired: {len(one_sided)} metrics only one run has ({', '.join(one_sided[:3])}"
+                     + (", ..." if len(one_sided) > 3 else "") + ")")
     rows = []
     for metric, ua in units_a.items():
-        ub = units_b.get(metric, {})
+        if metric not in units_b:
+            continue
+        ub = units_b[metric]
         if set(ua) != set(ub):
             raise InputError(_different_units(metric, ua, ub))
         keys = list(ua)

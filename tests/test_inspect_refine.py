@@ -241,3 +241,68 @@ def test_refine_parameter_is_checked_up_front():
             arc1(split="training", task_ids=DEMO_IDS[:1], sandbox="local", refine=bad)
     with pytest.raises(TaskParameterError, match="program_synthesis=off"):
         arc1(split="training", task_ids=DEMO_IDS[:1], sandbox="local", refine=1, program_synthesis="off")
+
+
+def write_recording(path: Path) -> Path:
+    """The issue's scenario as a multi-round responses file for `rps/replay` (docs/inspect.md)."""
+    lines = []
+    for task_id in DEMO_IDS:
+        for attempt in (1, 2):
+            script = [right(task_id, "")] if task_id in DEMO_IDS[:4] else [CRASH, IDENTITY, right(task_id, "")]
+            lines += [{"task_id": task_id, "attempt": attempt, "round": r, "stop_reason": "stop", "output_tokens": 10,
+                       "completion": text.replace("{tag}", f"attempt {attempt}")} for r, text in enumerate(script)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def replay_run(responses: Path, tmp_path: Path, refine: int, select: str = "first"):
+    from inspect_ai import eval as inspect_eval
+
+    from rps_evals.arc1 import arc1
+
+    (log,) = inspect_eval(arc1(split="training", task_ids=DEMO_IDS, sandbox="local", refine=refine, select=select),
+                          model="rps/replay", model_args={"responses": str(responses)},
+                          log_dir=str(tmp_path / f"logs{refine}"), display="none")
+    assert log.status == "success"
+    return log
+
+
+@pytest.mark.slow
+def test_replay_select_report_compare_and_view(tmp_path):
+    from inspect_support import report
+
+    from rps_evals.compare import compare_runs
+    from rps_evals.records import read_run
+    from rps_evals.reports.view import load_shown_run, render_report
+
+    responses = write_recording(tmp_path / "rounds.jsonl")
+    runs = {}
+    for refine in (0, 2):
+        log = replay_run(responses, tmp_path, refine, select="train_verified_first")
+        got = counts(log)
+        runs[refine] = report(log.location, tmp_path / f"run{refine}")
+        assert got["task_solves"] == ((8, 8) if refine else (4, 8))
+        # the selection's candidates are the final programs (and the round-0 ones for _round_0)
+        assert got["task_solves_train_verified_first"] == got["task_solves"]
+    assert got["task_solves_round_0"] == (4, 8) and got["task_solves_train_verified_first_round_0"] == (4, 8)
+    assert got["repaired_programs"] == (8, 8) and got["feedback_rounds"] == (16, 16)
+    results = runs[2]
+    assert results["metrics"]["repaired_programs"] == {"n": 8, "of": 8, "rate": 1.0}
+    assert results["provenance"]["refine"] == 2 and "refinement" not in runs[0]
+    assert [t["output_tokens"] for t in results["refinement"]["tokens_per_round"]] == [160, 80, 80]
+    _, records = read_run(tmp_path / "run2")
+    assert sum(len(r.rounds) for r in records) == 16
+
+    # compare: paired on the final answers; the round-0 ones pair between two refining runs
+    paired = compare_runs(read_run(tmp_path / "run0"), read_run(tmp_path / "run2"))
+    assert (paired["metrics"]["task_solves"]["only_b"], paired["metrics"]["task_solves"]["both"]) == (4, 4)
+    assert "task_solves_round_0" not in paired["metrics"] and "not paired" in paired["notes"][0]
+    same = compare_runs(read_run(tmp_path / "run2"), read_run(tmp_path / "run2"))
+    assert same["metrics"]["task_solves_round_0"]["both"] == 4 and same["metrics"]["repaired_programs"]["both"] == 8
+
+    # view: a repaired attempt shows its rounds in order, each with the feedback it got
+    page = render_report([load_shown_run(tmp_path / "run2")])
+    section = page[page.index(f'id="t-{DEMO_IDS[4]}"'):]
+    first = section[:section.index("</section>")]
+    assert first.index("<b>round 0</b>") < first.index("<b>round 1</b>") < first.index("<b>round 2</b>: the final")
+    assert first.count("feedback sent") == 4 and "Your program raised an error" in first
