@@ -1,9 +1,9 @@
 """The feedback a refining front end sends after an answer whose program is not train-verified.
 
 It says what a person checking the program on the training examples would say: that there was no
-program to run, the error's last lines, or which training examples came out wrong and how (wrong
+program to run, the error's last lines, and which training examples came out wrong and how (wrong
 shape, no valid grid, or the differing cells of the smallest failing example, with its expected
-grid). Only training pairs are ever shown: never a test output. The text is bounded
+grid; not repeated for a program that failed on every example, whose error says it all). Only training pairs are ever shown: never a test output. The text is bounded
 (MAX_FEEDBACK_CHARS) and versioned like the prompt: FEEDBACK_VERSION and the SHA-256 of its
 template pieces (`feedback_hash`) go into the provenance of every refining run, since scores after
 feedback are only comparable under the same feedback. Change the version whenever a piece changes
@@ -80,15 +80,16 @@ def feedback_text(task: Task, record: AttemptRecord, execution: Execution) -> st
         parts.append(TIMED_OUT.format(error=_error_tail(execution.error)))
     elif execution.status == "error":
         parts.append(RAISED.format(error=_error_tail(execution.error)))
-    if execution.status != "no_program":
-        parts += _wrong_pairs(task.train, execution.train_outputs)
+    returned = [as_grid(v) for v in execution.train_outputs]
+    if execution.status == "ok" or any(g is not None for g in returned):  # a crash on every pair: its error says it
+        parts += _wrong_pairs(task.train, returned)
     parts.append(CLOSING)
     return _bounded(parts)
 
 
-def _wrong_pairs(train: Sequence[tuple[Grid, Grid]], returned: Sequence[Any]) -> list[str]:
+def _wrong_pairs(train: Sequence[tuple[Grid, Grid]], returned: Sequence[Grid | None]) -> list[str]:
     """The lines about the training pairs the program got wrong (none when all are right)."""
-    got = [as_grid(returned[i]) if i < len(returned) else None for i in range(len(train))]
+    got = [returned[i] if i < len(returned) else None for i in range(len(train))]
     failing = [i for i, (_, want) in enumerate(train) if got[i] != want]
     if not failing:
         return []

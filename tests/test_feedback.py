@@ -37,14 +37,14 @@ def test_no_program():
     assert "Example" not in text and text.endswith("Predicted test outputs).")
 
 
-def test_error_shows_the_last_lines_and_the_pairs_without_output():
+def test_error_shows_the_last_lines_and_the_pairs_that_failed():
     trace = "\n".join(f"line {i}" for i in range(30)) + "\nValueError: boom"
-    text = text_for("error", [None, None, None], trace)
+    text = text_for("error", [None, None, None], trace)  # failed on every pair: the error alone
     assert "Your program raised an error:\n```\nline 19\n" in text and "line 18" not in text
-    assert "ValueError: boom\n```" in text
-    assert "wrong for training examples 1, 2 and 3 (of 3)" in text
-    assert "- Example 3: no valid grid" in text
-    assert "Example 3's expected output:\n[\n [2]\n]" in text  # the smallest failing pair
+    assert "ValueError: boom\n```" in text and "Example" not in text
+    text = text_for("error", [[[2, 0], [0, 2]], None, [[2]]], trace)  # some pairs returned grids
+    assert "wrong for training example 2 (of 3)" in text and "- Example 2: no valid grid" in text
+    assert "Example 2's expected output:\n[\n [2, 2, 0]," in text
 
 
 def test_wrong_shape_and_differing_cells_of_the_smallest_failing_pair():

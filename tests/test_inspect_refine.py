@@ -20,6 +20,7 @@ from rps_evals.prompt import build_prompt  # noqa: E402
 from inspect_support import DEMO_IDS  # noqa: E402
 
 DATASET = load_dataset("arc1:training")
+CHROMIUM = "/usr/bin/chromium"
 CRASH = "Python program:\n```python\ndef transform(grid):\n    raise ValueError('boom: {tag}')\n```"
 IDENTITY = "Python program:\n```python\ndef transform(grid):\n    return grid  # {tag}\n```"
 
@@ -306,3 +307,24 @@ def test_replay_select_report_compare_and_view(tmp_path):
     first = section[:section.index("</section>")]
     assert first.index("<b>round 0</b>") < first.index("<b>round 1</b>") < first.index("<b>round 2</b>: the final")
     assert first.count("feedback sent") == 4 and "Your program raised an error" in first
+
+    # ... and in a real browser: the rounds are drawn top to bottom, nothing is fetched
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run does)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    html_file = tmp_path / "view.html"
+    html_file.write_text(page, encoding="utf-8")
+    fetched = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.on("request", lambda r: fetched.append(r.url))
+            tab.goto(f"{html_file.as_uri()}#t-{DEMO_IDS[4]}")
+            rounds = tab.locator(f"#t-{DEMO_IDS[4]} .attempt").first.locator(".rounds > div")
+            tops = [box["y"] for box in (rounds.nth(i).bounding_box() for i in range(rounds.count()))]
+            assert len(tops) == 3 and tops == sorted(tops)  # round 0, round 1, "round 2: the final answer"
+            assert rounds.nth(2).inner_text().startswith("round 2")
+        finally:
+            browser.close()
+    assert fetched == [html_file.as_uri()]

@@ -111,6 +111,10 @@ def explain(records: Sequence[AttemptRecord], expected: Sequence[Any] = ()) -> s
             f"{r.source}, program {r.program_status}" + (", train-verified" if r.train_verified else "")
         right = " ".join("✓" if c else "✗" for c in r.correct)
         stop = f", stopped at {r.stop_reason}" if r.stop_reason in ("max_tokens", "model_length") else ""
+        if r.rounds:  # refinement: what each earlier answer was, in order
+            before = "; ".join(f"round {i}: " + (f"program {d['program_status']}" if not d.get("api_error") else "API error")
+                               for i, d in enumerate(r.rounds))
+            stop += f" (round {len(r.rounds)}, after {before})"
         lines.append(f"**attempt {r.attempt}**: {what}{stop}; tests {right}")
     for j, want in enumerate(expected):
         grids = [("expected", want)] + [(f"attempt {r.attempt}", r.predictions[j] if j < len(r.predictions) else None)
