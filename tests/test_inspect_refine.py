@@ -103,7 +103,8 @@ class FakeServer:
 _runs = iter(range(10_000))
 
 
-def run_eval(server: FakeServer, tmp_path: Path, monkeypatch, task_ids, refine: int, **task_args):
+def run_eval(server: FakeServer, tmp_path: Path, monkeypatch, task_ids, refine: int, eval_args: dict | None = None,
+             **task_args):
     """rps_evals/arc1 on these training tasks, 2 attempts, `refine` rounds, through the fake server."""
     from inspect_ai import eval as inspect_eval
 
@@ -114,7 +115,7 @@ def run_eval(server: FakeServer, tmp_path: Path, monkeypatch, task_ids, refine: 
     (log,) = inspect_eval(arc1(split="training", task_ids=list(task_ids), sandbox="local", refine=refine, **task_args),
                           model=f"openai-api/fake/m{server.httpd.server_address[1]}-{next(_runs)}",
                           model_base_url=server.url, log_dir=str(tmp_path / "logs"), display="none",
-                          max_retries=0)
+                          max_retries=0, **(eval_args or {}))
     return log
 
 
@@ -328,3 +329,19 @@ def test_replay_select_report_compare_and_view(tmp_path):
         finally:
             browser.close()
     assert fetched == [html_file.as_uri()]
+
+
+@pytest.mark.slow
+def test_a_sample_limit_during_refinement_ends_the_sample_with_what_it_has(tmp_path, monkeypatch):
+    """Round 0 (one n=2 request) uses 120 tokens; the first feedback request takes the sample past
+    its token limit: Inspect ends the sample as a limit (not an error) and it is scored on the
+    round-0 answers, which were already run."""
+    task_id = DEMO_IDS[4]
+    with FakeServer(done_when_script) as server:
+        log = run_eval(server, tmp_path, monkeypatch, [task_id], refine=2, eval_args={"token_limit": 300})
+    (sample,) = log.samples
+    assert sample.error is None and sample.limit is not None and sample.limit.type == "token"
+    records = sample.scores["arc_scorer"].metadata["attempts"]
+    assert [(r["program_status"], r["api_error"]) for r in records] == [("error", None), ("error", None)]
+    assert counts(log)["task_solves"] == (0, 1)
+

@@ -272,7 +272,11 @@ async def _refine(model: Model, prompt: list[ChatMessage], task: Task, recorded:
                 ((record, execution),) = await check_answers(task, [a], sandbox, timeout)
         finals[i] = (choice, messages)
 
-    async with anyio.create_task_group() as group:
-        for i, (a, (record, execution)) in enumerate(zip(answered, checked)):
-            group.start_soon(converse, i, a, record, execution)
+    try:
+        async with anyio.create_task_group() as group:
+            for i, (a, (record, execution)) in enumerate(zip(answered, checked)):
+                group.start_soon(converse, i, a, record, execution)
+    except BaseExceptionGroup as failed:  # the conversations run together; a sample limit must reach Inspect as itself
+        limits = [e for e in failed.exceptions if isinstance(e, LimitExceededError)]
+        raise (limits or failed.exceptions)[0] from None
     return finals
