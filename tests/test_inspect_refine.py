@@ -140,12 +140,26 @@ def test_done_when_8_tasks_refine_0_1_2(tmp_path, monkeypatch):
 
     for task_id in DEMO_IDS[4:]:  # the identity program is wrong on the training pairs of these tasks
         assert any(i != o for i, o in DATASET.tasks[task_id].train)
+    from rps_evals.inspect_eval import scorer
+
+    ran: list[int] = []  # programs with source per call of the one run_programs (solver and scorer)
+    run_programs = scorer.run_programs
+
+    async def counted(programs, *args):
+        ran.append(sum(1 for p in programs if p.source))
+        return await run_programs(programs, *args)
+
+    monkeypatch.setattr(scorer, "run_programs", counted)
     results = {}
     for refine in (0, 1, 2):
+        ran.clear()
         with FakeServer(done_when_script) as server:
             log = run_eval(server, tmp_path / str(refine), monkeypatch, DEMO_IDS, refine)
         assert log.status == "success", [s.error for s in log.samples]
         results[refine] = (counts(log), server.requests, log)
+        # each answer's program runs once: round 0's 16, then the 8 later answers per round; the
+        # scorer runs only the final answers the solver did not (refine=0: all 16, once)
+        assert sum(ran) == {0: 16, 1: 16 + 8, 2: 16 + 8 + 8}[refine]
     assert results[0][0]["task_solves"] == (4, 8)
     assert "repaired_programs" not in results[0][0] and "task_solves_round_0" not in results[0][0]
     assert results[1][0]["task_solves"] == (4, 8)
