@@ -6,7 +6,8 @@ prediction is the program's valid output, else the JSON prediction; the attempt'
 `executed_program`, `json_fallback` or `invalid`. Every metric is a count of true indicators over
 a unit set taken from the dataset (tasks, test outputs, attempts, test outputs x attempts), so a
 missing response is a counted failure, never an absent row. `metric_units` gives those indicators;
-`summarize` counts them and `rps_evals.compare` pairs them between two runs.
+`summarize` counts them and `rps_evals.compare` pairs them between two runs. A run that refined
+(records with `rounds`) adds the same metrics on the round-0 answers and the repair counts.
 """
 
 from __future__ import annotations
@@ -264,7 +265,7 @@ def metric_units(records: Sequence[AttemptRecord], k: int,
         units["tasks_no_attempt_executed"][task_id] = not any(executed)
     if selection.check_policy(select) != selection.DEFAULT_POLICY:
         units.update(selection.selection_units(by_task, select))
-    if any(r.rounds is not None for r in records):
+    if refining(records):
         units.update(refinement_units(records, k, select))
     return units
 
@@ -318,8 +319,7 @@ def refinement_summary(records: Sequence[AttemptRecord], k: int) -> dict[str, An
         units = metric_units([round_record(record, r) for record in records], k)
         curve.append({"round": r, **{name: count(units[name]) for name in
                                      ("train_verified_programs", "task_solves", "test_output_exact")}})
-        given = [round_record(record, r) for record in records if len(record.rounds or []) >= r
-                 and not record.missing and (r == 0 or record.rounds is not None)]
+        given = [round_record(record, r) for record in records if len(record.rounds or []) >= r and not record.missing]
         row: dict[str, Any] = {"round": r, "answers": len(given)}
         for key in ("input_tokens", "output_tokens"):
             known = [getattr(g, key) for g in given if g.api_error is None]

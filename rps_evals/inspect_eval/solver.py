@@ -74,6 +74,8 @@ def arc_attempts(attempts: int = 2, dataset: str | None = None, task_ids: list[s
     `refine` > 0: up to that many feedback rounds per attempt (programs run in `sandbox`, as the
     scorer runs them); an API error in a later round ends that attempt's conversation as its error.
     """
+    if refine and dataset is None:
+        raise ValueError("refine needs the dataset whose training pairs check the programs")
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         model = get_model()
