@@ -309,10 +309,13 @@ def refinement_counts(records: Sequence[AttemptRecord]) -> dict[str, tuple[int, 
     return {"feedback_rounds": (sum(len(r.rounds or []) for r in records), len(records))}
 
 
-def refinement_summary(records: Sequence[AttemptRecord], k: int) -> dict[str, Any]:
+def refinement_summary(records: Sequence[AttemptRecord], k: int,
+                       round_tokens: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
     """Per round r = 0..the last one used: train-verified programs, solves and exact test outputs
     after round r (an attempt that stopped sooner counts with its final answer), and the tokens of
-    the answers given in round r (null when any of them is unknown)."""
+    the answers given in round r: the front end's own [input, output] totals per round where it
+    gives them (`round_tokens`: one request may make several attempts, and only it knows its usage),
+    else the answers' counts (null when any of them is unknown)."""
     last = max((len(r.rounds or []) for r in records), default=0)
     curve, tokens = [], []
     for r in range(last + 1):
@@ -321,9 +324,11 @@ def refinement_summary(records: Sequence[AttemptRecord], k: int) -> dict[str, An
                                      ("train_verified_programs", "task_solves", "test_output_exact")}})
         given = [round_record(record, r) for record in records if len(record.rounds or []) >= r and not record.missing]
         row: dict[str, Any] = {"round": r, "answers": len(given)}
-        for key in ("input_tokens", "output_tokens"):
+        for i, key in enumerate(("input_tokens", "output_tokens")):
             known = [getattr(g, key) for g in given if g.api_error is None]
             row[key] = sum(known) if known and all(v is not None for v in known) else None
+            if round_tokens is not None:
+                row[key] = round_tokens[r][i] if r < len(round_tokens) else 0
         tokens.append(row)
     return {"rounds_used": last, "curve": curve, "tokens_per_round": tokens}
 
@@ -378,10 +383,12 @@ def _prize_from_units(units: dict[Any, bool]) -> float:
 def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
               prompt_version: str = PROMPT_VERSION, select: str = selection.DEFAULT_POLICY,
               price_in: float | None = None, price_out: float | None = None,
-              task_tokens: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+              task_tokens: dict[str, tuple[int, int]] | None = None,
+              round_tokens: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
     """The results.json document for a run: every metric as {n, of, rate} plus the ARC Prize score,
     the selection policy and what it scores, pass@k, training accuracy, tokens and cost
-    (`task_tokens`: a front end's (input, output) token totals per task, see selection.cost_summary)."""
+    (`task_tokens`: a front end's (input, output) token totals per task, see selection.cost_summary)
+    and, for a run that refined, the per-round block (`round_tokens`: see refinement_summary)."""
     selection.check_prices(price_in, price_out)
     complete = complete_records(dataset, records, k)
     units = metric_units(complete, k, select)
@@ -407,7 +414,7 @@ def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
     result["mean_train_accuracy"] = selection.mean_train_accuracy(complete)
     result["cost"] = selection.cost_summary(by_task, price_in, price_out, task_tokens)
     if refining(complete):
-        result["refinement"] = refinement_summary(complete, k)
+        result["refinement"] = refinement_summary(complete, k, round_tokens)
     if unknown_stops:
         result["notes"] = [f"token_limit_hits: the stop reason of {unknown_stops} attempts is unknown; "
                            "they are not counted as hits"]

@@ -194,10 +194,13 @@ def test_done_when_8_tasks_refine_0_1_2(tmp_path, monkeypatch):
     assert [(c["round"], c["train_verified_programs"]["n"], c["task_solves"]["n"]) for c in curve] == [
         (0, 8, 4), (1, 8, 4), (2, 16, 8)]
     tokens = summary["refinement"]["tokens_per_round"]
-    # round 0: one n=2 request per task, whose usage no single attempt carries (unknown per round);
-    # rounds 1, 2: 8 answers each, 10 output tokens and 200 / 300 prompt tokens per request
+    # the requests' usage per round (the fake server's): round 0, one n=2 request per task (100 prompt,
+    # 20 output tokens); rounds 1, 2: 8 requests each, 200 / 300 prompt and 10 output tokens
     assert [(t["round"], t["answers"], t["input_tokens"], t["output_tokens"]) for t in tokens] == [
-        (0, 16, None, None), (1, 8, 1600, 80), (2, 8, 2400, 80)]
+        (0, 16, 800, 160), (1, 8, 1600, 80), (2, 8, 2400, 80)]
+    # without the front end's totals, the answers' own counts: round 0's n=2 requests gave none per attempt
+    from_records = summarize(dataset, records, k)["refinement"]["tokens_per_round"]
+    assert [(t["input_tokens"], t["output_tokens"]) for t in from_records] == [(None, None), (1600, 80), (2400, 80)]
     assert options["provenance"]["refine"] == 2 and options["provenance"]["feedback_version"] == "arc-feedback-v1"
     # cost: every request's tokens (the samples' usage), round 0's n=2 requests included
     assert sum(options["task_tokens"][t][1] for t in DEMO_IDS) == 8 * 20 + 16 * 10

@@ -90,6 +90,8 @@ def arc_attempts(attempts: int = 2, dataset: str | None = None, task_ids: list[s
         shown = False  # whether the log's messages already show a conversation
         errors: list[str] = []
         usage = {"output_tokens": 0, "reasoning_tokens": None, "total_tokens": 0, "known": True}
+        if refine:
+            usage["by_round"] = []  # [input, output] tokens of each round's requests
         want_choices = attempts > 1 and takes_num_choices(model)
         try:
             while len(recorded) < attempts:
@@ -145,15 +147,21 @@ def arc_attempts(attempts: int = 2, dataset: str | None = None, task_ids: list[s
     return solve
 
 
-def _add_usage(totals: dict[str, Any], output: ModelOutput) -> dict[str, int | None] | None:
-    """Add one request's token usage to the sample's totals; the request's own counts, or None when
-    the provider reported none (or the replay model only estimated them): then totals are unknown."""
+def _add_usage(totals: dict[str, Any], output: ModelOutput, round: int = 0) -> dict[str, int | None] | None:
+    """Add one request's token usage to the sample's totals (and, when refining, to its round's
+    [input, output] in `by_round`); the request's own counts, or None when the provider reported
+    none (or the replay model only estimated them): then totals are unknown."""
     usage = output.usage
     if usage is None or (output.metadata or {}).get(ESTIMATED_USAGE):
         totals["known"] = False
         return None
     totals["output_tokens"] += usage.output_tokens
     totals["total_tokens"] += usage.total_tokens
+    if "by_round" in totals:
+        by_round = totals["by_round"]
+        by_round += [[0, 0] for _ in range(round + 1 - len(by_round))]
+        by_round[round][0] += usage.total_tokens - usage.output_tokens
+        by_round[round][1] += usage.output_tokens
     if usage.reasoning_tokens is not None:
         totals["reasoning_tokens"] = (totals["reasoning_tokens"] or 0) + usage.reasoning_tokens
     return {"output_tokens": usage.output_tokens, "reasoning_tokens": usage.reasoning_tokens}
@@ -258,7 +266,7 @@ async def _refine(model: Model, prompt: list[ChatMessage], task: Task, recorded:
             a["rounds"].append({**{key: a.get(key) for key in ANSWER_KEYS}, "record": a.pop("record"),
                                 "feedback": feedback})
             messages = conversation
-            tokens = _add_usage(usage, output) if output is not None else None
+            tokens = _add_usage(usage, output, r) if output is not None else None
             if failure is not None:
                 errors.append(f"attempt {a['attempt']} round {r}: {failure}")
                 a.update(dict.fromkeys(ANSWER_KEYS), error=failure[:2000])
