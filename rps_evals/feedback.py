@@ -3,10 +3,11 @@
 It says what a person checking the program on the training examples would say: that there was no
 program to run, the error's last lines, and which training examples came out wrong and how (wrong
 shape, no valid grid, or the differing cells of the smallest failing example, with its expected
-grid; not repeated for a program that failed on every example, whose error says it all). Only training pairs are ever shown: never a test output. The text is bounded
-(MAX_FEEDBACK_CHARS) and versioned like the prompt: FEEDBACK_VERSION and the SHA-256 of its
-template pieces (`feedback_hash`) go into the provenance of every refining run, since scores after
-feedback are only comparable under the same feedback. Change the version whenever a piece changes
+grid; not repeated for a program that failed on every example, whose error says it all). Only
+training pairs are ever shown: never a test output. The text is bounded (MAX_FEEDBACK_CHARS) and
+versioned like the prompt: FEEDBACK_VERSION and the SHA-256 of its template pieces
+(`feedback_hash`) go into the provenance of every refining run, since scores after feedback are
+only comparable under the same feedback. Change the version whenever a piece changes
 (tests/test_feedback.py pins the hash to the version).
 """
 

@@ -112,8 +112,8 @@ def explain(records: Sequence[AttemptRecord], expected: Sequence[Any] = ()) -> s
         right = " ".join("✓" if c else "✗" for c in r.correct)
         stop = f", stopped at {r.stop_reason}" if r.stop_reason in ("max_tokens", "model_length") else ""
         if r.rounds:  # refinement: what each earlier answer was, in order
-            before = "; ".join(f"round {i}: " + (f"program {d['program_status']}" if not d.get("api_error") else "API error")
-                               for i, d in enumerate(r.rounds))
+            before = "; ".join(f"round {i}: " + ("API error" if d.get("api_error") else
+                                                 f"program {d['program_status']}") for i, d in enumerate(r.rounds))
             stop += f" (round {len(r.rounds)}, after {before})"
         lines.append(f"**attempt {r.attempt}**: {what}{stop}; tests {right}")
     for j, want in enumerate(expected):
