@@ -105,3 +105,13 @@ def test_replay_reads_rounds(tmp_path):
         path.write_text("".join(json.dumps({**line, **bad}) + "\n" for line in lines))
         with pytest.raises(InputError, match=message):
             read_recordings(path)
+
+
+def test_view_shows_a_count_above_its_of_without_an_interval(tmp_path):
+    pytest.importorskip("matplotlib")
+    from rps_evals.reports.view import ShownRun, render_report
+
+    recs = records()
+    result = summarize(DATASET, recs, 2)
+    page = render_report([ShownRun("r", result, recs, DATASET)])
+    assert "<td>feedback_rounds</td><td>5/4 (125.0%)</td>" in page

@@ -374,6 +374,8 @@ def _pct(x: float) -> str:
 
 
 def _cell(n: int, of: int) -> str:
+    if n > of:  # a count, not a share of units (feedback_rounds with several rounds): no interval
+        return f"{n}/{of} ({_pct(n / of)})"
     low, high = wilson_interval(n, of)
     return f"{n}/{of} ({_pct(n / of if of else 0.0)}) <span class='dim ci'>[{_pct(low)}, {_pct(high)}]</span>"
 
