@@ -125,6 +125,15 @@ def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = F
                             "cannot check that the runs were measured the same way")
         elif name != "dataset_hash" and a != b:
             warnings.append(f"WARNING: the runs differ in {name}: {values}")
+    # refinement (docs/metrics.md): the final answers depend on the rounds allowed and the feedback's text
+    (refine_a, hash_a), (refine_b, hash_b) = ((recorded(res, "refine") or 0, recorded(res, "feedback_hash"))
+                                              for res in (res_a, res_b))
+    if refine_a != refine_b:
+        warnings.append(f"WARNING: the runs differ in refine: {name_a} {refine_a}, {name_b} {refine_b} "
+                        "(the _round_0 metrics are the answers before any feedback)")
+    elif hash_a != hash_b:
+        warnings.append(f"WARNING: the runs differ in feedback_hash: {name_a} {_shown(hash_a)}, "
+                        f"{name_b} {_shown(hash_b)}")
     for label, res in ((name_a, res_a), (name_b, res_b)):
         if "hardcoded_output_programs" not in res.get("metrics", {}):
             warnings.append(f"WARNING: run {label} was scored before hard-coded programs were detected: "

@@ -316,8 +316,10 @@ def test_replay_select_report_compare_and_view(tmp_path):
     paired = compare_runs(read_run(tmp_path / "run0"), read_run(tmp_path / "run2"))
     assert (paired["metrics"]["task_solves"]["only_b"], paired["metrics"]["task_solves"]["both"]) == (4, 4)
     assert "task_solves_round_0" not in paired["metrics"] and "not paired" in paired["notes"][0]
+    assert "WARNING: the runs differ in refine: A 0, B 2" in paired["warnings"][-1]
     same = compare_runs(read_run(tmp_path / "run2"), read_run(tmp_path / "run2"))
     assert same["metrics"]["task_solves_round_0"]["both"] == 4 and same["metrics"]["repaired_programs"]["both"] == 8
+    assert not [w for w in same["warnings"] if "refine" in w or "feedback" in w]
 
     # view: a repaired attempt shows its rounds in order, each with the feedback it got
     page = render_report([load_shown_run(tmp_path / "run2")])
