@@ -22,6 +22,7 @@ def arc2(
     select: str = "first",
     price_in: float | None = None,
     price_out: float | None = None,
+    refine: int = 0,
 ) -> Task:
     """ARC-AGI-2, every test input of a task in one prompt, `attempts` attempts per task.
 
@@ -37,6 +38,8 @@ def arc2(
             `train_vote` or `train_verified_first` (docs/metrics.md).
         price_in: price per million input tokens (with price_out: the cost `rps-evals report` records).
         price_out: price per million output tokens.
+        refine: feedback rounds per attempt (default 0: none): an attempt whose program is not
+            train-verified is shown what went wrong on the training examples and answers again.
     """
     return arc_task("arc2", split, attempts, program_synthesis, task_ids, exec_timeout, sandbox,
-                    select, price_in, price_out)
+                    select, price_in, price_out, refine)

@@ -2,7 +2,8 @@
 
 Any Inspect model works with the tasks; these are the few optional extras a model can use, kept here
 so that the task knows no model class by name (the replay model, `rps/replay`, uses all of them):
-- `current_attempt`: the (task id, first attempt) a request is for, set around each generate call;
+- `current_attempt`: the (task id, first attempt) a request is for, set around each generate call,
+  and `current_round`: its refinement round (0: the first answer; r: the answer after r feedbacks);
 - `CHOICE_USAGE` / `ESTIMATED_USAGE`: ModelOutput.metadata keys for each choice's own token counts,
   and for usage that is a guess (never reported as a count);
 - `AttemptMissing`: raised when a model has no answer for an attempt (counted `missing`, as in
@@ -18,6 +19,7 @@ from typing import Protocol, runtime_checkable
 ESTIMATED_USAGE = "rps_replay_estimated_usage"  # ModelOutput.metadata key: usage is a guess, not a count
 CHOICE_USAGE = "rps_replay_choice_usage"  # ModelOutput.metadata key: each choice's recorded token counts
 current_attempt: ContextVar[tuple[str, int] | None] = ContextVar("rps_evals_attempt", default=None)
+current_round: ContextVar[int] = ContextVar("rps_evals_round", default=0)
 
 
 class RecordedAPIError(RuntimeError):

@@ -20,6 +20,7 @@ from inspect_ai.model import GenerateConfig, Model
 from rps_evals.data import DATASETS, DatasetError, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, shared_executor
 from rps_evals.execution.image import check_image
+from rps_evals.feedback import refinement_provenance
 from rps_evals.inspect_eval import hooks as _hooks  # noqa: F401  (registers the end-of-eval table)
 from rps_evals.inspect_eval.generation import SelectionAware
 from rps_evals.inspect_eval.sandbox import compose_file
@@ -51,6 +52,7 @@ def arc_task(
     select: str = DEFAULT_POLICY,
     price_in: float | None = None,
     price_out: float | None = None,
+    refine: int = 0,
 ) -> Task:
     """Build the Inspect task for one ARC version; every parameter is checked here, up front."""
     dataset_name = f"{version}:{split}"
@@ -63,6 +65,7 @@ def arc_task(
     except ValueError:
         choices = ", ".join(m.value for m in ProgramSynthesis)
         raise TaskParameterError(f"program_synthesis must be one of {choices}, got {program_synthesis!r}") from None
+    _check_refine(refine, mode)
     if isinstance(exec_timeout, bool) or not isinstance(exec_timeout, (int, float)) or exec_timeout <= 0:
         raise TaskParameterError(f"exec_timeout must be a positive number of seconds, got {exec_timeout!r}")
     try:
@@ -87,6 +90,8 @@ def arc_task(
             raise TaskParameterError(str(exc)) from None
     provenance = build_provenance(dataset, attempts, mode, float(exec_timeout), _sandbox_provenance(sandbox),
                                   *_model_provenance(model, attempts))
+    if refine:
+        provenance.update(refinement_provenance(refine))
 
     samples = [
         Sample(id=task.task_id, input=build_prompt(task, mode),
@@ -96,7 +101,8 @@ def arc_task(
     ]
     return Task(
         dataset=MemoryDataset(samples, name=dataset_name),
-        solver=arc_attempts(attempts=attempts, dataset=dataset_name, task_ids=ids),
+        solver=arc_attempts(attempts=attempts, dataset=dataset_name, task_ids=ids, refine=refine,
+                            sandbox=sandbox_kind, exec_timeout=float(exec_timeout)),
         scorer=arc_scorer(dataset=dataset_name, attempts=attempts, exec_timeout=float(exec_timeout),
                           sandbox=sandbox_kind, provenance=provenance, select=select),
         sandbox=sandbox_spec,
@@ -109,10 +115,21 @@ def arc_task(
         metadata={"rps_evals": {"dataset": dataset_name, "dataset_hash": dataset.file_hash,
                                 "attempts": attempts, "prompt_version": prompt_version(mode),
                                 "program_synthesis": mode.value, "provenance": provenance,
-                                "select": select, "price_in": price_in, "price_out": price_out}},
+                                "select": select, "price_in": price_in, "price_out": price_out,
+                                "refine": refine}},
         headline_metric=HeadlineMetric(metric="task_solves"),
         version=prompt_version(mode),
     )
+
+
+def _check_refine(refine: Any, mode: ProgramSynthesis) -> None:
+    """`refine`: feedback rounds per attempt, an integer >= 0; feedback is about programs, so a
+    prompt that asks for none cannot be refined."""
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise TaskParameterError(f"refine must be an integer >= 0 (feedback rounds per attempt), got {refine!r}")
+    if refine and mode is ProgramSynthesis.OFF:
+        raise TaskParameterError("refine needs programs to run on the training examples, but "
+                                 "program_synthesis=off asks for none")
 
 
 def _active_model() -> Model | None:

@@ -102,6 +102,7 @@ def read_inspect_log(path: Path) -> FrontEndRun:
         options["usage"] = {"wall_time_s": _wall_time(log.stats.started_at, log.stats.completed_at),
                             **_token_totals(sample_usage)}
     options.update(_inspect_selection(meta, log.samples or []))
+    options.update(_round_tokens(sample_usage))
     if log.status != "success":
         options["status"] = {"status": log.status, "error": _why_unfinished(log)}
     return dataset, records, k, options
@@ -150,6 +151,19 @@ def _token_totals(per_sample: list[dict | None]) -> dict[str, int | None]:
     return {"total_tokens": sum(u["total_tokens"] for u in per_sample),
             "output_tokens": sum(u["output_tokens"] for u in per_sample),
             "reasoning_tokens": sum(reasoning) if reasoning else None}
+
+
+def _round_tokens(per_sample: list[dict | None]) -> dict[str, Any]:
+    """A refining run's [input, output] tokens per round, summed over the samples (known only if
+    every scored sample knew its own)."""
+    if not per_sample or any(u is None or "by_round" not in u for u in per_sample):
+        return {}
+    totals: list[list[int]] = []
+    for usage in per_sample:
+        for r, (tokens_in, tokens_out) in enumerate(usage["by_round"]):
+            totals += [[0, 0]] * (r + 1 - len(totals))
+            totals[r] = [totals[r][0] + tokens_in, totals[r][1] + tokens_out]
+    return {"round_tokens": totals}
 
 
 def _inspect_selection(meta: dict[str, Any], samples) -> dict[str, Any]:
