@@ -67,16 +67,26 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     dataset, records, k, options = read_front_end_run(args.log)
     status = options.pop("status", None)
-    if status is not None and not args.allow_errors:
-        print(f"rps-evals: {args.log}: the run did not finish ({status['status']}: {status['error']}); "
+    if status is not None and status.get("unmeasured", 1) and not args.allow_errors:
+        print(f"rps-evals: {args.log}: {_unmeasured(status)} ({status['status']}: {status['error']}); "
               "its numbers would count what was not run as failures. Re-run or retry it (inspect "
               "eval-retry), or write it anyway with --allow-errors (results.json then records the status).",
               file=sys.stderr)
         return 1
     result = write_run(args.out, dataset, records, k, status=status, **{**options, **_selection_options(args)})
     print(format_table(result))
+    if status is not None and status.get("failed_generations"):
+        print(f"\nnote: the log's status is {status['status']}: {status['failed_generations']} of "
+              f"{status['samples']} tasks had failed generations, counted in api_errors (inspect "
+              "eval-retry LOG re-runs them)")
     print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
     return 0
+
+
+def _unmeasured(status: dict) -> str:
+    if "unmeasured" not in status:
+        return "the run did not finish"
+    return f"{status['unmeasured']} of {status['samples']} tasks were not run or not scored"
 
 
 def _selection_options(args: argparse.Namespace) -> dict:

@@ -29,6 +29,7 @@ from rps_evals.inspect_eval.generation import (
     SelectionAware,
     api_error_message,
     current_attempt,
+    task_retries_only,
 )
 
 STORE_KEY = "rps_evals:attempts"
@@ -155,6 +156,7 @@ class GenerationFailed(RuntimeError):
 
 async def _generate(model: Model, state: TaskState, task_id: str, first: int, n: int) -> ModelOutput:
     token = current_attempt.set((task_id, first))
+    task_retries_only(model)  # Inspect's retries are the only ones (docs/inspect.md)
     try:
         config = GenerateConfig(num_choices=n) if n > 1 else GenerateConfig()
         return await model.generate(list(state.messages), config=config)

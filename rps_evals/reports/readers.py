@@ -103,8 +103,35 @@ def read_inspect_log(path: Path) -> FrontEndRun:
                             **_token_totals(sample_usage)}
     options.update(_inspect_selection(meta, log.samples or []))
     if log.status != "success":
-        options["status"] = {"status": log.status, "error": _why_unfinished(log)}
+        options["status"] = _log_status(log, planned)
     return dataset, records, k, options
+
+
+def _log_status(log, planned: list[str]) -> dict[str, Any]:
+    """What a log that did not end in success holds, for results.json and for `report` to decide.
+
+    A sample whose only error is failed generations (the solver's GenerationFailed) was run and
+    scored: its failures are counted api_errors, a measurement. A planned sample with no score, or
+    one that errored for any other reason (cancelled, crashed), was not measured: `unmeasured`
+    names how many, and `report` refuses such a log unless --allow-errors."""
+    from rps_evals.inspect_eval.counts import SCORER_NAME
+    from rps_evals.inspect_eval.solver import GenerationFailed
+
+    by_id = {str(s.id): s for s in log.samples or []}
+    failed_generations = unmeasured = 0
+    for sample_id in planned:
+        sample = by_id.get(sample_id)
+        score = (sample.scores or {}).get(SCORER_NAME) if sample is not None else None
+        if score is None or "attempts" not in (score.metadata or {}):
+            unmeasured += 1
+        elif sample.error is None:
+            continue
+        elif sample.error.message.startswith(f"{GenerationFailed.__name__}("):
+            failed_generations += 1
+        else:
+            unmeasured += 1
+    return {"status": log.status, "error": _why_unfinished(log), "samples": len(planned),
+            "failed_generations": failed_generations, "unmeasured": unmeasured}
 
 
 def _why_unfinished(log) -> str:
@@ -114,7 +141,7 @@ def _why_unfinished(log) -> str:
         return log.error.message.strip().splitlines()[-1][:500]
     errored = [s for s in log.samples or [] if s.error]
     if errored:
-        first = errored[0].error.message.strip().splitlines()[-1][:300]
+        first = errored[0].error.message.strip().splitlines()[-1][:600]
         return f"{len(errored)} of {len(log.samples)} samples errored (first: {first})"
     return "cancelled before the end" if log.status == "cancelled" else f"log status {log.status}"
 
