@@ -68,15 +68,18 @@ LMEVAL_DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's model default when a request name
 
 # -- documents and prompt ------------------------------------------------------------------------
 
-def load_docs(arc_dataset: str = "arc1:evaluation", program_synthesis: str = "allowed", **_metadata: Any):
+def load_docs(arc_dataset: str = "arc1:evaluation", program_synthesis: str = "allowed",
+              arc_solutions: str | None = None, **_metadata: Any):
     """lm-eval `custom_dataset`: one doc per ARC task from the core's offline loader (no Hub).
 
-    lm-eval passes the whole task metadata (model args included) as keywords; only two matter here.
+    lm-eval passes the whole task metadata (model args included) as keywords; three matter here.
+    `--metadata '{"arc_dataset": PATH}'` (+ `arc_solutions`) evaluates your own tasks or a named
+    copy such as arc2:evaluation@kaggle2025 under any arc_prog task (rps_evals.data).
     """
     import datasets
 
     mode = ProgramSynthesis(program_synthesis).value  # a bad value fails at load, before generation
-    dataset = load_dataset(arc_dataset)
+    dataset = load_dataset(arc_dataset, arc_solutions)
     docs = [
         {"task_id": task.task_id, "dataset": dataset.name, "dataset_hash": dataset.file_hash,
          "num_tests": task.num_tests, "program_synthesis": mode, "prompt_version": prompt_version(mode)}
