@@ -10,6 +10,7 @@ returns n choices; lm-eval's k separate requests get attempts 1..k in the order 
 
 from __future__ import annotations
 
+import copy
 import http.server
 import json
 import threading
@@ -34,7 +35,7 @@ class FakeOpenAI:
     `server.requests[task_id]` counts the HTTP requests each task cost, failed ones included."""
 
     def __init__(self, scripts: dict[str, Script], tasks, program_synthesis: str = "allowed"):
-        self.scripts = scripts
+        self.scripts = copy.deepcopy(scripts)  # faults are used up as they are served: each server its own
         self.prompts = {build_prompt(t, program_synthesis): t.task_id for t in tasks}
         self.requests: dict[str, int] = {}
         self.served: dict[str, int] = {}  # attempts answered so far, per task

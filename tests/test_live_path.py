@@ -95,7 +95,7 @@ def test_inspect_counts_failures_reports_without_allow_errors_and_retries_once(o
         monkeypatch.setenv("VLLM_BASE_URL", server.url)
         (log,) = inspect_eval(arc1(split="training", task_ids=[t.task_id for t in tasks], sandbox="local",
                                    exec_timeout=2.0),
-                              model="vllm/rps", model_args={"retry_delay": 1}, max_retries=2,
+                              model=f"vllm/rps-{server.port}", model_args={"retry_delay": 1}, max_retries=2,
                               display="none", log_dir=str(tmp_path / "logs"))
     # one retry policy: 1 + max_retries requests for the failing task (the OpenAI client's own two
     # retries inside each of them made it 9), one more per transient fault elsewhere
