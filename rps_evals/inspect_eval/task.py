@@ -113,8 +113,10 @@ def arc_task(
         sandbox=sandbox_spec,
         config=DEFAULT_CONFIG,
         # A generation that failed is a measurement (api_errors): the sample is still scored and the
-        # run goes on; `inspect eval-retry LOG` re-runs the errored samples. Only when over a quarter
-        # of the samples errored (a dead server, a missing sandbox) is the log marked as failed.
+        # run goes on; `inspect eval-retry LOG` re-runs the errored samples. With score_on_error,
+        # fail_on_error never stops a run: it only marks the log `error` when a quarter or more of
+        # the samples errored (a dead server), Inspect's sign that eval-retry has work to do. Such a
+        # log is still complete: `rps-evals report` reads it by what it holds (reports/readers.py).
         score_on_error=True,
         fail_on_error=0.25,
         metadata={"rps_evals": {"dataset": dataset_name, "dataset_hash": dataset.file_hash,
