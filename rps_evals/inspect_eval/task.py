@@ -60,8 +60,9 @@ def arc_task(
     tasks, a folder of ARC task files or a challenges JSON (+ `solutions` JSON); see rps_evals.data."""
     dataset_name = f"{version}:{split}" if dataset is None else str(dataset)
     if dataset is None and dataset_name not in DATASETS:
-        splits = sorted({name.split(":", 1)[1] for name in DATASETS if name.startswith(f"{version}:")})
-        raise TaskParameterError(f"split must be one of {', '.join(splits)}, got {split!r}")
+        copies = [name.split(":", 1)[1] for name in DATASETS if name.startswith(f"{version}:") and "@" in name]
+        raise TaskParameterError(f"split must be 'training' or 'evaluation' (or a named copy: {', '.join(copies)}), "
+                                 f"got {split!r}")
     if dataset_name in DATASETS and not dataset_name.startswith(f"{version}:"):
         raise TaskParameterError(f"dataset {dataset_name} is not {version}: run it with rps_evals/{dataset_name.split(':')[0]}")
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
