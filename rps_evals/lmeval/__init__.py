@@ -20,7 +20,9 @@ What lm-eval cannot tell us, and what we do about it (see docs/lm-eval.md):
   pooled n/of for metrics counted per task or per attempt and for arc_prize_score; test-output metrics
   (tasks have 1 to 4 test outputs) cannot be combined that way, so the group leaves them out.
 
-Knobs, through lm-eval's `--metadata` JSON (model args land there too): `rps_sandbox` (docker, the
+Knobs, through lm-eval's `--metadata` JSON (model args land there too): `arc_dataset` (a dataset
+name, or your own tasks: a folder of task files or a challenges JSON, with `arc_solutions`; it
+replaces the YAML's), `rps_sandbox` (docker, the
 default, or local; the RPS_SANDBOX environment variable also works), `rps_exec_timeout` (seconds per
 transform call), `rps_tokenizer`, `rps_api_backend` (true/false, to override the guess above),
 `program_synthesis` (allowed, required, off), `rps_select` (which 2 of the `repeats` attempts to submit:
