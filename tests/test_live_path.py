@@ -295,3 +295,22 @@ def test_inspect_and_lmeval_take_your_own_tasks(tmp_path):
             task_manager=manager, confirm_run_unsafe_code=True, bootstrap_iters=0)
         got[label] = {k: v for k, v in results["results"]["arc1_prog_training"].items() if "," in k}
     assert got["own"] == got["named"]
+
+
+def test_the_openai_client_retries_are_off_unless_you_set_them(monkeypatch):
+    """openai-api/ builds its client at once, vllm/ on its first request: both end with 0 client
+    retries; a `-M max_retries=N` of your own is kept."""
+    from inspect_ai.model import get_model
+
+    from rps_evals.inspect_eval.generation import task_retries_only
+
+    monkeypatch.setenv("FAKE_API_KEY", "EMPTY")
+    plain = get_model("openai-api/fake/retries-a", base_url="http://127.0.0.1:9/v1")
+    assert plain.api.client.max_retries == 2  # the OpenAI SDK's default
+    task_retries_only(plain)
+    assert plain.api.client.max_retries == 0
+    plain.api.initialize()  # a remade client (credential refresh) keeps the policy
+    assert plain.api.client.max_retries == 0
+    own = get_model("openai-api/fake/retries-b", base_url="http://127.0.0.1:9/v1", max_retries=5)
+    task_retries_only(own)
+    assert own.api.client.max_retries == 5
