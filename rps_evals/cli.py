@@ -1,6 +1,6 @@
 """`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare two runs, gate CI.
 
-Exit codes: 0 success, 1 the gate failed or `report` was given an unfinished run, 2 bad input (usage, files, dataset, sandbox).
+Exit codes: 0 success, 1 the gate failed or `report` was given a run with tasks never run or scored, 2 bad input (usage, files, dataset, sandbox).
 """
 
 from __future__ import annotations
