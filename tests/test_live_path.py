@@ -314,3 +314,29 @@ def test_the_openai_client_retries_are_off_unless_you_set_them(monkeypatch):
     own = get_model("openai-api/fake/retries-b", base_url="http://127.0.0.1:9/v1", max_retries=5)
     task_retries_only(own)
     assert own.api.client.max_retries == 5
+
+
+@pytest.mark.slow
+def test_the_documented_lmeval_entry_point(tmp_path):
+    """`python -m rps_evals.lmeval run --model rps-chat-completions ...` is lm-eval's CLI with the
+    model registered and the tasks included; the failed request is an api_error in its output."""
+    import subprocess
+    import sys
+
+    (task,) = list(load_dataset("arc1:training").tasks.values())[:1]
+    with FakeOpenAI({task.task_id: Script([lookup_program(task)], faults=["503", "503"])}, [task]) as server:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rps_evals.lmeval", "run", "--model", "rps-chat-completions",
+             "--model_args", f"model=rps,base_url={server.url}/chat/completions,num_concurrent=1,max_retries=2",
+             "--tasks", "arc1_prog_training", "--limit", "1", "--apply_chat_template", "--confirm_run_unsafe_code",
+             "--gen_kwargs", "seed=None", "--metadata", '{"rps_sandbox": "local"}',
+             "--output_path", str(tmp_path / "out"), "--log_samples"],
+            capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert rps_main(["report", str(tmp_path / "out"), "--out", str(tmp_path / "run")]) == 0
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    # attempt 1 met two 503s (2 tries: an api_error), attempt 2 was answered
+    assert result["metrics"]["api_errors"] == {"n": 1, "of": 2, "rate": 0.5}
+    assert result["metrics"]["task_solves"]["n"] == 1
+    records = [json.loads(line) for line in (tmp_path / "run" / "attempts.jsonl").open()]
+    assert records[0]["api_error"].startswith('HTTP 503 Service Unavailable after 2 tries: {"error": {"message": "the engine')
