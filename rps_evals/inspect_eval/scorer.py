@@ -107,7 +107,7 @@ def explain(records: Sequence[AttemptRecord], expected: Sequence[Any] = ()) -> s
     renderer (emphasis and line breaks only: no lists, tables or code blocks)."""
     lines = []
     for r in records:
-        what = "missing" if r.missing else f"API error: {r.api_error[:120]}" if r.api_error else \
+        what = "missing" if r.missing else f"API error: {r.api_error[:600]}" if r.api_error else \
             f"{r.source}, program {r.program_status}" + (", train-verified" if r.train_verified else "")
         right = " ".join("✓" if c else "✗" for c in r.correct)
         stop = f", stopped at {r.stop_reason}" if r.stop_reason in ("max_tokens", "model_length") else ""

@@ -44,6 +44,7 @@ from rps_evals.inspect_eval.generation import (
     api_error_message,
     current_attempt,
     current_round,
+    task_retries_only,
 )
 from rps_evals.scoring import program_for, score_attempt
 
@@ -197,6 +198,7 @@ async def _generate(model: Model, state: TaskState | list[ChatMessage], task_id:
                     round: int = 0) -> ModelOutput:
     messages = state if isinstance(state, list) else state.messages
     token, round_token = current_attempt.set((task_id, first)), current_round.set(round)
+    task_retries_only(model)  # Inspect's retries are the only ones (docs/inspect.md)
     try:
         config = GenerateConfig(num_choices=n) if n > 1 else GenerateConfig()
         return await model.generate(list(messages), config=config)

@@ -53,11 +53,20 @@ def arc_task(
     price_in: float | None = None,
     price_out: float | None = None,
     refine: int = 0,
+    dataset: str | None = None,
+    solutions: str | None = None,
 ) -> Task:
-    """Build the Inspect task for one ARC version; every parameter is checked here, up front."""
-    dataset_name = f"{version}:{split}"
-    if dataset_name not in DATASETS:
-        raise TaskParameterError(f"split must be 'training' or 'evaluation', got {split!r}")
+    """Build the Inspect task for one ARC version; every parameter is checked here, up front.
+
+    `dataset` (instead of `split`): a named copy such as `arc2:evaluation@kaggle2025`, or your own
+    tasks, a folder of ARC task files or a challenges JSON (+ `solutions` JSON); see rps_evals.data."""
+    dataset_name = f"{version}:{split}" if dataset is None else str(dataset)
+    if dataset is None and dataset_name not in DATASETS:
+        copies = [name.split(":", 1)[1] for name in DATASETS if name.startswith(f"{version}:") and "@" in name]
+        raise TaskParameterError(f"split must be 'training' or 'evaluation' (or a named copy: {', '.join(copies)}), "
+                                 f"got {split!r}")
+    if dataset_name in DATASETS and not dataset_name.startswith(f"{version}:"):
+        raise TaskParameterError(f"dataset {dataset_name} is not {version}: run it with rps_evals/{dataset_name.split(':')[0]}")
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise TaskParameterError(f"attempts must be an integer >= 1, got {attempts!r}")
     try:
@@ -73,7 +82,10 @@ def arc_task(
         check_prices(price_in, price_out)
     except ValueError as exc:
         raise TaskParameterError(f"select / price_in / price_out: {exc}") from None
-    full = load_dataset(dataset_name)
+    try:
+        full = load_dataset(dataset_name, solutions)
+    except DatasetError as exc:
+        raise TaskParameterError(f"dataset: {exc}") from None
     ids = _task_id_list(task_ids, full.tasks)
     model = _active_model()
     if ids is None and model is not None and isinstance(model.api, SelectionAware):
@@ -108,8 +120,10 @@ def arc_task(
         sandbox=sandbox_spec,
         config=DEFAULT_CONFIG,
         # A generation that failed is a measurement (api_errors): the sample is still scored and the
-        # run goes on; `inspect eval-retry LOG` re-runs the errored samples. Only when over a quarter
-        # of the samples errored (a dead server, a missing sandbox) is the log marked as failed.
+        # run goes on; `inspect eval-retry LOG` re-runs the errored samples. With score_on_error,
+        # fail_on_error never stops a run: it only marks the log `error` when a quarter or more of
+        # the samples errored (a dead server), Inspect's sign that eval-retry has work to do. Such a
+        # log is still complete: `rps-evals report` reads it by what it holds (reports/readers.py).
         score_on_error=True,
         fail_on_error=0.25,
         metadata={"rps_evals": {"dataset": dataset_name, "dataset_hash": dataset.file_hash,
