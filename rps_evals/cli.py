@@ -1,6 +1,6 @@
 """`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare runs or methods, gate CI.
 
-Exit codes: 0 success, 1 the gate failed or `report` was given an unfinished run, 2 bad input (usage, files, dataset, sandbox).
+Exit codes: 0 success, 1 the gate failed or `report` was given a run with tasks never run or scored, 2 bad input (usage, files, dataset, sandbox).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rps_evals.provenance import build_provenance, sandbox_info
 
     started = time.monotonic()
-    full = load_dataset(args.dataset)
+    full = load_dataset(args.dataset, args.solutions)
     dataset = full.select(args.task_ids)
     # Every line is checked against the whole dataset (an unknown task id is still an error); lines
     # for tasks outside --task-ids are valid answers that this run does not score.
@@ -65,18 +65,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Turn an Inspect log or an lm-eval output into a run directory, without re-running anything."""
     from rps_evals.reports.readers import read_front_end_run
 
-    dataset, records, k, options = read_front_end_run(args.log)
+    own = load_dataset(args.dataset, args.solutions) if args.dataset else None
+    dataset, records, k, options = read_front_end_run(args.log, own)
     status = options.pop("status", None)
-    if status is not None and not args.allow_errors:
-        print(f"rps-evals: {args.log}: the run did not finish ({status['status']}: {status['error']}); "
+    if status is not None and status.get("unmeasured", 1) and not args.allow_errors:
+        print(f"rps-evals: {args.log}: {_unmeasured(status)} ({status['status']}: {status['error']}); "
               "its numbers would count what was not run as failures. Re-run or retry it (inspect "
               "eval-retry), or write it anyway with --allow-errors (results.json then records the status).",
               file=sys.stderr)
         return 1
     result = write_run(args.out, dataset, records, k, status=status, **{**options, **_selection_options(args)})
     print(format_table(result))
+    if status is not None and status.get("failed_generations"):
+        print(f"\nnote: the log's status is {status['status']}: {status['failed_generations']} of "
+              f"{status['samples']} tasks had failed generations, counted in api_errors (inspect "
+              "eval-retry LOG re-runs them)")
     print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
     return 0
+
+
+def _unmeasured(status: dict) -> str:
+    if "unmeasured" not in status:
+        return "the run did not finish"
+    return f"{status['unmeasured']} of {status['samples']} tasks were not run or not scored"
 
 
 def _selection_options(args: argparse.Namespace) -> dict:
@@ -120,6 +131,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         side_a, side_b = args.runs, args.vs
     (a, labels_a), (b, labels_b) = _replicates(side_a, "A"), _replicates(side_b, "B (--vs)")
+    if args.dataset:
+        _check_dataset(load_dataset(args.dataset, args.solutions), labels_a + labels_b,
+                       [run for side in (a, b) for replicate in side for run in replicate])
     comparison = compare_groups(a, b, strict=args.strict, primary=args.primary, labels=(labels_a, labels_b))
     name_a, name_b = (", ".join(side) for side in (side_a, side_b))
     text = format_comparison(comparison, name_a, name_b)  # everything computed before anything is written
@@ -128,6 +142,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
     print(text)
     return 0
+
+
+def _check_dataset(dataset, paths, runs) -> None:
+    """compare --dataset: every run was scored on exactly these tasks (by the dataset's hash)."""
+    for path, (result, _) in zip(paths, runs):
+        if result.get("dataset_hash") != dataset.file_hash:
+            raise InputError(f"{path} was not scored on {dataset.name} (dataset hash "
+                             f"{str(result.get('dataset_hash'))[:12]}..., {dataset.name} {dataset.file_hash[:12]}...)")
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """The bundled datasets (and any given as paths): name, tasks, test outputs, hash."""
+    from rps_evals.data import dataset_listing
+
+    rows = dataset_listing()
+    for path in args.paths:
+        d = load_dataset(str(path), args.solutions)
+        rows.append({"name": d.name, "tasks": len(d.tasks), "test_outputs": d.num_test_outputs, "hash": d.file_hash})
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'dataset':<{width}}  {'tasks':>5}  {'test outputs':>12}  sha256")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['tasks']:>5}  {r['test_outputs']:>12}  {r['hash']}")
+    return 0
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser, required: bool, help_text: str) -> None:
+    parser.add_argument("--dataset", required=required, default=None, metavar="NAME|PATH",
+                        help=f"{help_text}: one of {', '.join(DATASETS)} (rps-evals datasets lists them), "
+                             "a folder of ARC task files (file name = task id) or a challenges JSON")
+    parser.add_argument("--solutions", type=Path, default=None, metavar="PATH",
+                        help="the solutions JSON of a challenges file (default: ..._solutions.json beside it)")
 
 
 class UsageError(InputError):
@@ -296,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     score = sub.add_parser("score", help="score a responses JSONL file against an ARC dataset")
-    score.add_argument("--dataset", required=True, choices=DATASETS)
+    _add_dataset_arguments(score, True, "the tasks")
     score.add_argument("--responses", required=True, type=Path, help="JSONL, one object per attempt")
     score.add_argument("--out", required=True, type=Path, help="run directory to write")
     score.add_argument("--attempts", type=int, default=2, help="attempts per task k (default 2)")
@@ -314,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("log", type=Path, help="Inspect .eval/.json log, or lm-eval --output_path result")
     report.add_argument("--out", required=True, type=Path)
     report.add_argument("--allow-errors", action="store_true",
-                        help="write a run whose log status is error or cancelled (results.json records it)")
+                        help="write a run with tasks that were not run or not scored (cancelled, crashed); "
+                             "results.json records the status. Failed generations need no flag: they are api_errors")
+    _add_dataset_arguments(report, False, "where the run's own tasks are now, if not where it recorded")
     _add_selection_arguments(report, "default: what the run used, else first")
     report.set_defaults(func=cmd_report)
 
@@ -328,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the metric reported first and unadjusted (default attempts_from_executed_programs); "
                               "the others get Holm-adjusted p-values")
     compare.add_argument("--out", type=Path, help="also write the comparison as JSON")
+    _add_dataset_arguments(compare, False, "refuse (exit 2) unless every run was scored on this dataset")
     compare.add_argument("--strict", action="store_true",
                          help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     compare.set_defaults(func=cmd_compare)
@@ -371,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--force", action="store_true", help="build: rebuild even if the image exists")
     sandbox.add_argument("--all", action="store_true", help="clean: also containers of live processes")
     sandbox.set_defaults(func=cmd_sandbox)
+
+    datasets = sub.add_parser("datasets", help="list the datasets: name, tasks, test outputs, sha256")
+    datasets.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                          help="also your own: a folder of ARC task files or a challenges JSON")
+    datasets.add_argument("--solutions", type=Path, default=None, help="the solutions JSON of a challenges file")
+    datasets.set_defaults(func=cmd_datasets)
 
     view = sub.add_parser("view", help="a self-contained HTML report of one run, or two runs side by side")
     view.add_argument("runs", nargs="+", type=Path, metavar="RUN",
