@@ -26,7 +26,7 @@ from rps_evals.inspect_eval.sandbox import compose_file
 from rps_evals.inspect_eval.scorer import arc_scorer
 from rps_evals.inspect_eval.solver import arc_attempts, takes_num_choices
 from rps_evals.prompt import ProgramSynthesis, build_prompt, prompt_version
-from rps_evals.provenance import build_provenance, generation_settings, sandbox_info
+from rps_evals.provenance import build_provenance, generation_settings, sandbox_info, sent_top_k
 from rps_evals.selection import DEFAULT_POLICY, check_policy, check_prices
 
 # Finite by default so a dead or hung server ends in counted api_errors instead of a stuck run:
@@ -143,7 +143,8 @@ def _model_provenance(model: Model | None, attempts: int) -> tuple[str | None, d
     config = DEFAULT_CONFIG.merge(model.config).merge(active_generate_config())
     n = attempts if attempts > 1 and takes_num_choices(model) else 1
     return str(model), generation_settings(temperature=config.temperature, top_p=config.top_p,
-                                           top_k=config.top_k, max_tokens=config.max_tokens,
+                                           top_k=sent_top_k(str(model), config.top_k, config.extra_body),
+                                           max_tokens=config.max_tokens,
                                            seed=config.seed, num_choices=n)
 
 
