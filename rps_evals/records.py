@@ -23,9 +23,22 @@ class InputError(ValueError):
     """Bad user input (a responses file, a run directory): the message names what is wrong."""
 
 
+# The fields of a responses line (docs/metrics.md, "The responses file"). Any other field is an
+# error: a misspelt "completon" or "eror" would otherwise be read as absent and score a silent zero.
+RESPONSE_FIELDS = ("task_id", "attempt", "completion", "reasoning", "stop_reason", "error",
+                   "output_tokens", "reasoning_tokens", "input_tokens")
+
+
 def parse_response_line(obj: Any, where: str) -> Response:
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = [key for key in obj if key not in RESPONSE_FIELDS]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(str(unknown[0]), RESPONSE_FIELDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known fields: {', '.join(RESPONSE_FIELDS)})"
+        raise InputError(f"{where}: unknown field {unknown[0]!r}{hint}")
     for key in ("task_id", "attempt"):
         if key not in obj:
             raise InputError(f"{where}: missing field {key!r}")
@@ -97,6 +110,14 @@ def read_responses(path: str | Path, dataset: Dataset | None = None, k: int | No
     return check_responses(read_response_lines(path), dataset, k)
 
 
+def check_run_dir(out_dir: str | Path) -> Path:
+    """A run directory may be new or an existing directory (its files are replaced), not a file."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file; give a run directory (new or existing) to write into")
+    return out_dir
+
+
 def _atomic_write(path: Path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -125,7 +146,7 @@ def write_run(out_dir: str | Path, dataset: Dataset, records: Iterable[AttemptRe
         "attempts.jsonl": "".join(json.dumps(r.to_dict()) + "\n" for r in complete),
         "submission.json": json.dumps(submission(dataset, complete, k, result["selection"])) + "\n",
     }
-    out_dir = Path(out_dir)
+    out_dir = check_run_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     temps = {name: _atomic_write(out_dir / name, text) for name, text in texts.items()}
     for name, tmp in temps.items():

@@ -13,6 +13,7 @@ import json
 from typing import Any, Sequence
 
 from inspect_ai import Task
+from inspect_ai._util.error import PrerequisiteError  # non-public: Inspect prints it without a traceback
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.log import HeadlineMetric
 from inspect_ai.model import GenerateConfig, Model
@@ -34,8 +35,13 @@ from rps_evals.selection import DEFAULT_POLICY, check_policy, check_prices
 DEFAULT_CONFIG = GenerateConfig(max_retries=3, attempt_timeout=1800, timeout=3600)
 
 
-class TaskParameterError(ValueError):
-    """A bad `-T` parameter: raised while building the task, before any generation."""
+class TaskParameterError(PrerequisiteError, ValueError):
+    """A bad `-T` parameter: raised while building the task, before any generation. A
+    PrerequisiteError, so `inspect eval` prints the message alone, not a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        ValueError.__init__(self, message)
 
 
 # -- task ------------------------------------------------------------------------------------------
