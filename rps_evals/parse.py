@@ -63,14 +63,17 @@ class ParsedResponse:
 
 
 _ROWS = frozenset({list, tuple})
+_LIST_ONLY = {list}
 _INT_ONLY = {int}
+_DIGITS = frozenset(range(10))
 
 
 def as_grid(value: Any) -> Grid | None:
     """Return `value` as a strict ARC grid, or None if it is not one.
 
     Strict: 1..30 rows of equal length 1..30; every cell an int (numpy integers and tuples are
-    converted) in 0..9. bool is not an int here, and 1.0 is not 1.
+    converted) in 0..9. bool is not an int here, and 1.0 is not 1. A value that already is a list of
+    int lists comes back as the same object (the caller must not mutate one and expect the other kept).
     """
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):  # numpy array or scalar
         try:
@@ -80,14 +83,18 @@ def as_grid(value: Any) -> Grid | None:
     if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_SIDE:
         return None
     # The common case, checked in bulk by C loops (no Python code per cell): rows that are lists or
-    # tuples of one width, every cell exactly an int (not bool, not float) in 0..9.
-    if set(map(type, value)) <= _ROWS:
+    # tuples of one width, every cell exactly an int (not bool, not float) in 0..9. A list of int
+    # lists (what JSON decodes to) is returned as it is, not copied.
+    row_types = set(map(type, value))
+    if row_types <= _ROWS:
         widths = set(map(len, value))
         if len(widths) != 1 or not 1 <= min(widths) <= MAX_SIDE:
             return None
         cells = list(chain.from_iterable(value))
         if set(map(type, cells)) == _INT_ONLY:
-            return [list(row) for row in value] if 0 <= min(cells) and max(cells) <= 9 else None
+            if not set(cells) <= _DIGITS:
+                return None
+            return value if type(value) is list and row_types == _LIST_ONLY else [list(row) for row in value]
     width = None
     grid: Grid = []
     for row in value:
@@ -314,8 +321,9 @@ def extract_json_predictions(text: str, num_tests: int) -> list[Grid | None]:
     value = _first_json_value(tail)
     if value is None:
         return empty
-    if num_tests == 1 and as_grid(value) is not None:
-        return [as_grid(value)]
+    single = as_grid(value) if num_tests == 1 else None
+    if single is not None:
+        return [single]
     if isinstance(value, list) and len(value) == num_tests:
         return [as_grid(v) for v in value]
     return empty
