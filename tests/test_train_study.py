@@ -1,9 +1,9 @@
 """`rps-train study`: the plan it prints, what it skips when resumed, and the tiny study end to end.
 
 The end-to-end test runs configs/study_tiny.yaml for real (tiny random Qwen3, Inspect's hf/
-provider, the Docker sandbox, TRL on CPU), kills it between stages and resumes it. Cost on the
-2-core development machine: 267 s wall (146 s CPU) on a quiet machine, 434 s while shared with
-other jobs (marked slow).
+provider, the Docker sandbox, TRL on CPU) with the network unreachable (tests/network_guard.py),
+kills it between stages and resumes it. Cost on the 2-core development machine: 267 s wall (146 s
+CPU) on a quiet machine, 434 s while shared with other jobs, 747 s at load 12 to 18 (marked slow).
 """
 
 from __future__ import annotations
