@@ -287,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(p is not None and not p >= 0 for p in prices):
         parser.error("--price-in and --price-out must be numbers >= 0")
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a short output meets a closed pipe here, inside this handler, not at exit
+        return code
     except (InputError, DatasetError, SandboxUnavailable) as exc:
         print(f"rps-evals: error: {exc}", file=sys.stderr)
         return 2

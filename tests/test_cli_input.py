@@ -63,14 +63,18 @@ def test_out_on_an_existing_file_is_one_clean_line(tmp_path, capsys):
     assert taken.read_text() == "keep me"
 
 
-def test_a_closed_stdout_ends_without_a_traceback():
-    """`rps-evals tasks arc1:training | head -1`: the reader is gone before the output is written."""
-    proc = subprocess.Popen([sys.executable, "-m", "rps_evals", "tasks", "arc1:training"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
-    err = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 1
-    assert err == "", err
+def test_a_closed_stdout_ends_without_a_traceback(tmp_path):
+    """`rps-evals compare A B | head -1`: the reader is gone before the output is written, for a
+    long output (written while printing) and a short one (written when the process flushes)."""
+    path = write_lines(tmp_path / "r.jsonl", {"task_id": "007bbfb7", "attempt": 1, "completion": IDENTITY})
+    assert score(tmp_path, path, "--task-ids", "007bbfb7") == 0
+    for argv in (["tasks", "arc1:training"], ["compare", str(tmp_path / "run"), str(tmp_path / "run")]):
+        proc = subprocess.Popen([sys.executable, "-m", "rps_evals", *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=120) == 1, argv
+        assert err == "", (argv, err)
 
 
 def test_tasks_lists_ids_sizes_and_test_counts(capsys):
