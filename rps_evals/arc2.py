@@ -22,6 +22,9 @@ def arc2(
     select: str = "first",
     price_in: float | None = None,
     price_out: float | None = None,
+    refine: int = 0,
+    dataset: str | None = None,
+    solutions: str | None = None,
 ) -> Task:
     """ARC-AGI-2, every test input of a task in one prompt, `attempts` attempts per task.
 
@@ -37,6 +40,11 @@ def arc2(
             `train_vote` or `train_verified_first` (docs/metrics.md).
         price_in: price per million input tokens (with price_out: the cost `rps-evals report` records).
         price_out: price per million output tokens.
+        refine: feedback rounds per attempt (default 0: none): an attempt whose program is not
+            train-verified is shown what went wrong on the training examples and answers again.
+        dataset: instead of `split`, a named copy (`rps-evals datasets` lists them) or your own
+            tasks: a folder of ARC task files (file name = task id) or a challenges JSON.
+        solutions: the solutions JSON of a challenges file (default: `..._solutions.json` beside it).
     """
     return arc_task("arc2", split, attempts, program_synthesis, task_ids, exec_timeout, sandbox,
-                    select, price_in, price_out)
+                    select, price_in, price_out, refine, dataset, solutions)

@@ -51,6 +51,9 @@ class AttemptRecord:
     reasoning_tokens: int | None = None
     train_accuracy: float | None = None  # fraction of training pairs reproduced exactly (None: older record)
     input_tokens: int | None = None  # prompt tokens billed for this attempt (for the cost, rps_evals.selection)
+    # refinement (docs/metrics.md): the answers before this final one, in order, each a record dict
+    # with `round` and the `feedback` sent after it; None when the run did not refine
+    rounds: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data. Shallow: the grids are shared, not copied (asdict's deep

@@ -1,7 +1,7 @@
 """`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare two runs, gate CI.
 
-Exit codes: 0 success, 1 the gate failed, `report` was given an unfinished run or stdout was closed
-early (`| head`), 2 bad input (usage, files, dataset, sandbox).
+Exit codes: 0 success, 1 the gate failed, `report` was given a run with tasks never run or scored, or
+stdout was closed early (`| head`), 2 bad input (usage, files, dataset, sandbox).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     check_run_dir(args.out)  # before any program runs
-    full = load_dataset(args.dataset)
+    full = load_dataset(args.dataset, args.solutions)
     dataset = full.select(args.task_ids)
     # Every line is checked against the whole dataset (an unknown task id is still an error); lines
     # for tasks outside --task-ids are valid answers that this run does not score.
@@ -73,18 +73,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rps_evals.reports.readers import read_front_end_run
 
     check_run_dir(args.out)
-    dataset, records, k, options = read_front_end_run(args.log)
+    own = load_dataset(args.dataset, args.solutions) if args.dataset else None
+    dataset, records, k, options = read_front_end_run(args.log, own)
     status = options.pop("status", None)
-    if status is not None and not args.allow_errors:
-        print(f"rps-evals: {args.log}: the run did not finish ({status['status']}: {status['error']}); "
+    if status is not None and status.get("unmeasured", 1) and not args.allow_errors:
+        print(f"rps-evals: {args.log}: {_unmeasured(status)} ({status['status']}: {status['error']}); "
               "its numbers would count what was not run as failures. Re-run or retry it (inspect "
               "eval-retry), or write it anyway with --allow-errors (results.json then records the status).",
               file=sys.stderr)
         return 1
     result = write_run(args.out, dataset, records, k, status=status, **{**options, **_selection_options(args)})
     print(format_table(result))
+    if status is not None and status.get("failed_generations"):
+        print(f"\nnote: the log's status is {status['status']}: {status['failed_generations']} of "
+              f"{status['samples']} tasks had failed generations, counted in api_errors (inspect "
+              "eval-retry LOG re-runs them)")
     print(f"\nwrote {args.out}/results.json, attempts.jsonl, submission.json")
     return 0
+
+
+def _unmeasured(status: dict) -> str:
+    if "unmeasured" not in status:
+        return "the run did not finish"
+    return f"{status['unmeasured']} of {status['samples']} tasks were not run or not scored"
 
 
 def _selection_options(args: argparse.Namespace) -> dict:
@@ -109,11 +120,45 @@ def _add_selection_arguments(parser: argparse.ArgumentParser, default_note: str)
 def cmd_compare(args: argparse.Namespace) -> int:
     from rps_evals.compare import compare_runs, format_comparison  # scipy: imported where used
 
-    comparison = compare_runs(read_run(args.run_a), read_run(args.run_b), strict=args.strict)
+    runs = [read_run(args.run_a), read_run(args.run_b)]
+    if args.dataset:
+        _check_dataset(load_dataset(args.dataset, args.solutions), (args.run_a, args.run_b), runs)
+    comparison = compare_runs(*runs, strict=args.strict)
     print(format_comparison(comparison, str(args.run_a), str(args.run_b)))
     if args.out:
         Path(args.out).write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _check_dataset(dataset, paths, runs) -> None:
+    """compare --dataset: both runs were scored on exactly these tasks (by the dataset's hash)."""
+    for path, (result, _) in zip(paths, runs):
+        if result.get("dataset_hash") != dataset.file_hash:
+            raise InputError(f"{path} was not scored on {dataset.name} (dataset hash "
+                             f"{str(result.get('dataset_hash'))[:12]}..., {dataset.name} {dataset.file_hash[:12]}...)")
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """The bundled datasets (and any given as paths): name, tasks, test outputs, hash."""
+    from rps_evals.data import dataset_listing
+
+    rows = dataset_listing()
+    for path in args.paths:
+        d = load_dataset(str(path), args.solutions)
+        rows.append({"name": d.name, "tasks": len(d.tasks), "test_outputs": d.num_test_outputs, "hash": d.file_hash})
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'dataset':<{width}}  {'tasks':>5}  {'test outputs':>12}  sha256")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['tasks']:>5}  {r['test_outputs']:>12}  {r['hash']}")
+    return 0
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser, required: bool, help_text: str) -> None:
+    parser.add_argument("--dataset", required=required, default=None, metavar="NAME|PATH",
+                        help=f"{help_text}: one of {', '.join(DATASETS)} (rps-evals datasets lists them), "
+                             "a folder of ARC task files (file name = task id) or a challenges JSON")
+    parser.add_argument("--solutions", type=Path, default=None, metavar="PATH",
+                        help="the solutions JSON of a challenges file (default: ..._solutions.json beside it)")
 
 
 def _max_drop(text: str) -> tuple[str, float]:
@@ -200,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     score = sub.add_parser("score", help="score a responses JSONL file against an ARC dataset")
-    score.add_argument("--dataset", required=True, choices=DATASETS, help="the ARC dataset the responses answer")
+    _add_dataset_arguments(score, True, "the tasks")
     score.add_argument("--responses", required=True, type=Path, help="JSONL, one object per attempt")
     score.add_argument("--out", required=True, type=Path, help="run directory to write")
     score.add_argument("--attempts", type=int, default=2, help="attempts per task k (default 2)")
@@ -219,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("log", type=Path, help="Inspect .eval/.json log, or lm-eval --output_path result")
     report.add_argument("--out", required=True, type=Path, help="run directory to write")
     report.add_argument("--allow-errors", action="store_true",
-                        help="write a run whose log status is error or cancelled (results.json records it)")
+                        help="write a run with tasks that were not run or not scored (cancelled, crashed); "
+                             "results.json records the status. Failed generations need no flag: they are api_errors")
+    _add_dataset_arguments(report, False, "where the run's own tasks are now, if not where it recorded")
     _add_selection_arguments(report, "default: what the run used, else first")
     report.set_defaults(func=cmd_report)
 
@@ -227,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a", type=Path, help="run directory A (e.g. the new model)")
     compare.add_argument("run_b", type=Path, help="run directory B, the reference A is compared with")
     compare.add_argument("--out", type=Path, help="also write the comparison as JSON")
+    _add_dataset_arguments(compare, False, "refuse (exit 2) unless both runs were scored on this dataset")
     compare.add_argument("--strict", action="store_true",
                          help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     compare.set_defaults(func=cmd_compare)
@@ -255,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--all", action="store_true", help="clean: also containers of live processes")
     sandbox.set_defaults(func=cmd_sandbox)
 
+    datasets = sub.add_parser("datasets", help="list the datasets: name, tasks, test outputs, sha256")
+    datasets.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                          help="also your own: a folder of ARC task files or a challenges JSON")
+    datasets.add_argument("--solutions", type=Path, default=None, help="the solutions JSON of a challenges file")
+    datasets.set_defaults(func=cmd_datasets)
+
     view = sub.add_parser("view", help="a self-contained HTML report of one run, or two runs side by side")
     view.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                       help="run directory, Inspect log or lm-eval output; a second one is shown as B")
@@ -269,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     draw.set_defaults(func=cmd_draw)
 
     tasks = sub.add_parser("tasks", help="list a dataset's task ids with their train/test counts and grid sizes")
-    tasks.add_argument("dataset", metavar="DATASET", help=f"one of {', '.join(DATASETS)}")
+    tasks.add_argument("dataset", metavar="DATASET",
+                       help=f"one of {', '.join(DATASETS)}, a folder of ARC task files or a challenges JSON")
     tasks.set_defaults(func=cmd_tasks)
     return parser
 

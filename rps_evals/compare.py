@@ -125,6 +125,15 @@ def comparability(res_a: dict[str, Any], res_b: dict[str, Any], strict: bool = F
                             "cannot check that the runs were measured the same way")
         elif name != "dataset_hash" and a != b:
             warnings.append(f"WARNING: the runs differ in {name}: {values}")
+    # refinement (docs/metrics.md): the final answers depend on the rounds allowed and the feedback's text
+    (refine_a, hash_a), (refine_b, hash_b) = ((recorded(res, "refine") or 0, recorded(res, "feedback_hash"))
+                                              for res in (res_a, res_b))
+    if refine_a != refine_b:
+        warnings.append(f"WARNING: the runs differ in refine: {name_a} {refine_a}, {name_b} {refine_b} "
+                        "(the _round_0 metrics are the answers before any feedback)")
+    elif hash_a != hash_b:
+        warnings.append(f"WARNING: the runs differ in feedback_hash: {name_a} {_shown(hash_a)}, "
+                        f"{name_b} {_shown(hash_b)}")
     for label, res in ((name_a, res_a), (name_b, res_b)):
         if "hardcoded_output_programs" not in res.get("metrics", {}):
             warnings.append(f"WARNING: run {label} was scored before hard-coded programs were detected: "
@@ -151,9 +160,15 @@ def compare_runs(run_a: tuple[dict, Sequence[AttemptRecord]], run_b: tuple[dict,
     k = int(recorded(res_a, "k"))
     select = select_a  # the paired units include the predictions this policy submits
     units_a, units_b = metric_units(rec_a, k, select), metric_units(rec_b, k, select)
+    one_sided = sorted(set(units_a) ^ set(units_b))
+    if one_sided:  # the _round_0 and repair metrics of a run that refined, against one that did not
+        notes.append(f"not paired: {len(one_sided)} metrics only one run has ({', '.join(one_sided[:3])}"
+                     + (", ..." if len(one_sided) > 3 else "") + ")")
     rows = []
     for metric, ua in units_a.items():
-        ub = units_b.get(metric, {})
+        if metric not in units_b:
+            continue
+        ub = units_b[metric]
         if set(ua) != set(ub):
             raise InputError(_different_units(metric, ua, ub))
         keys = list(ua)

@@ -6,12 +6,14 @@ prediction is the program's valid output, else the JSON prediction; the attempt'
 `executed_program`, `json_fallback` or `invalid`. Every metric is a count of true indicators over
 a unit set taken from the dataset (tasks, test outputs, attempts, test outputs x attempts), so a
 missing response is a counted failure, never an absent row. `metric_units` gives those indicators;
-`summarize` counts them and `rps_evals.compare` pairs them between two runs.
+`summarize` counts them and `rps_evals.compare` pairs them between two runs. A run that refined
+(records with `rounds`) adds the same metrics on the round-0 answers and the repair counts.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
@@ -294,7 +296,72 @@ def metric_units(records: Sequence[AttemptRecord], k: int,
         units["tasks_no_attempt_executed"][task_id] = not any(executed)
     if selection.check_policy(select) != selection.DEFAULT_POLICY:
         units.update(selection.selection_units(by_task, select))
+    if refining(records):
+        units.update(refinement_units(records, k, select))
     return units
+
+
+# -- refinement (docs/metrics.md, "Refinement") ----------------------------------------------------
+
+ROUND_0 = "_round_0"  # suffix of the metrics of the answers before any feedback
+
+
+def refining(records: Iterable[AttemptRecord]) -> bool:
+    """Whether these records come from a run that refined (each scored attempt keeps its rounds)."""
+    return any(r.rounds is not None for r in records)
+
+
+def round_record(record: AttemptRecord, r: int) -> AttemptRecord:
+    """The attempt's answer after round r: its r-th answer, or its final one when it stopped sooner
+    (train-verified, out of rounds, or an API error)."""
+    rounds = record.rounds or []
+    if r < len(rounds):
+        return AttemptRecord.from_dict({**rounds[r], "rounds": None})
+    return dataclasses.replace(record, rounds=None) if record.rounds is not None else record
+
+
+def refinement_units(records: Sequence[AttemptRecord], k: int,
+                     select: str = selection.DEFAULT_POLICY) -> dict[str, dict[Any, bool]]:
+    """Every metric on the round-0 answers (suffix `_round_0`, the policy's selection included), and
+    `repaired_programs`: over the attempts whose round-0 answer was not train-verified, those whose
+    final answer is."""
+    first = [round_record(r, 0) for r in records]
+    units = {name + ROUND_0: u for name, u in metric_units(first, k, select).items()}
+    units["repaired_programs"] = {(r.task_id, r.attempt): r.train_verified
+                                  for r, before in zip(records, first) if not before.train_verified}
+    return units
+
+
+def refinement_counts(records: Sequence[AttemptRecord]) -> dict[str, tuple[int, int]]:
+    """`feedback_rounds` (n = feedback messages sent, of = attempts) of a refining run: a count, not
+    a set of 0/1 units, so it is reported and pooled but not paired by `compare`."""
+    if not refining(records):
+        return {}
+    return {"feedback_rounds": (sum(len(r.rounds or []) for r in records), len(records))}
+
+
+def refinement_summary(records: Sequence[AttemptRecord], k: int,
+                       round_tokens: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
+    """Per round r = 0..the last one used: train-verified programs, solves and exact test outputs
+    after round r (an attempt that stopped sooner counts with its final answer), and the tokens of
+    the answers given in round r: the front end's own [input, output] totals per round where it
+    gives them (`round_tokens`: one request may make several attempts, and only it knows its usage),
+    else the answers' counts (null when any of them is unknown)."""
+    last = max((len(r.rounds or []) for r in records), default=0)
+    curve, tokens = [], []
+    for r in range(last + 1):
+        units = metric_units([round_record(record, r) for record in records], k)
+        curve.append({"round": r, **{name: count(units[name]) for name in
+                                     ("train_verified_programs", "task_solves", "test_output_exact")}})
+        given = [round_record(record, r) for record in records if len(record.rounds or []) >= r and not record.missing]
+        row: dict[str, Any] = {"round": r, "answers": len(given)}
+        for i, key in enumerate(("input_tokens", "output_tokens")):
+            known = [getattr(g, key) for g in given if g.api_error is None]
+            row[key] = sum(known) if known and all(v is not None for v in known) else None
+            if round_tokens is not None:
+                row[key] = round_tokens[r][i] if r < len(round_tokens) else 0
+        tokens.append(row)
+    return {"rounds_used": last, "curve": curve, "tokens_per_round": tokens}
 
 
 def count(units: dict[Any, bool]) -> dict[str, Any]:
@@ -311,7 +378,8 @@ def task_counts(records: Sequence[AttemptRecord], k: int,
                 select: str = selection.DEFAULT_POLICY) -> dict[str, tuple[int, int]]:
     """Each metric's (n, of) for some tasks' complete records: what a front end that scores one task
     at a time (Inspect, lm-eval) stores per sample, to be pooled by `pool`."""
-    return {name: (sum(units.values()), len(units)) for name, units in metric_units(records, k, select).items()}
+    counts = {name: (sum(units.values()), len(units)) for name, units in metric_units(records, k, select).items()}
+    return {**counts, **refinement_counts(records)}
 
 
 def pool(per_task: Iterable[dict[str, Sequence[float]]]) -> dict[str, dict[str, Any]]:
@@ -346,10 +414,12 @@ def _prize_from_units(units: dict[Any, bool]) -> float:
 def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
               prompt_version: str = PROMPT_VERSION, select: str = selection.DEFAULT_POLICY,
               price_in: float | None = None, price_out: float | None = None,
-              task_tokens: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+              task_tokens: dict[str, tuple[int, int]] | None = None,
+              round_tokens: Sequence[Sequence[int]] | None = None) -> dict[str, Any]:
     """The results.json document for a run: every metric as {n, of, rate} plus the ARC Prize score,
     the selection policy and what it scores, pass@k, training accuracy, tokens and cost
-    (`task_tokens`: a front end's (input, output) token totals per task, see selection.cost_summary)."""
+    (`task_tokens`: a front end's (input, output) token totals per task, see selection.cost_summary)
+    and, for a run that refined, the per-round block (`round_tokens`: see refinement_summary)."""
     selection.check_prices(price_in, price_out)
     complete = complete_records(dataset, records, k)
     units = metric_units(complete, k, select)
@@ -360,7 +430,9 @@ def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
         "prompt_version": prompt_version,
         "attempts_per_task": k,
         "num_tasks": len(dataset.tasks),
-        "metrics": {name: count(u) for name, u in units.items()},
+        "metrics": {**{name: count(u) for name, u in units.items()},
+                    **{name: {"n": n, "of": of, "rate": rate(n, of)}
+                       for name, (n, of) in refinement_counts(complete).items()}},
         "arc_prize_score": _prize_from_units(units["test_output_exact"]),
         "stop_reason_unknown": unknown_stops,
         "selection": select,
@@ -373,6 +445,8 @@ def summarize(dataset: Dataset, records: Iterable[AttemptRecord], k: int,
     result["pass_at_k"] = selection.pass_at_k_curves(by_task, k)
     result["mean_train_accuracy"] = selection.mean_train_accuracy(complete)
     result["cost"] = selection.cost_summary(by_task, price_in, price_out, task_tokens)
+    if refining(complete):
+        result["refinement"] = refinement_summary(complete, k, round_tokens)
     if unknown_stops:
         result["notes"] = [f"token_limit_hits: the stop reason of {unknown_stops} attempts is unknown; "
                            "they are not counted as hits"]

@@ -181,7 +181,17 @@ def main(argv: list[str] | None = None) -> int:
                       help="print only the inspect eval command for --model; it passes on its own arguments "
                       "(an openai-api/ model: the server in $VLLM_BASE_URL / $VLLM_API_KEY)")
     parser.add_argument("--model", help="with --print-eval: the Inspect model")
+    parser.add_argument("--smoke", action="store_true",
+                        help="vLLM + two LoRA adapters of a tiny model, end to end (rps_evals/serving_smoke.py)")
+    parser.add_argument("--dry-run", action="store_true", help="with --smoke: print its commands, run nothing")
+    parser.add_argument("--out", metavar="DIR", help="with --smoke: its working directory")
     args = parser.parse_args(argv)
+    if args.dry_run and not args.smoke:
+        parser.error("--dry-run goes with --smoke")
+    if args.smoke:
+        from rps_evals.serving_smoke import main as smoke
+
+        return smoke(args.dry_run, args.out, args.port)
     try:
         adapters = parse_adapters(args.adapter)
     except ValueError as exc:

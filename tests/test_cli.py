@@ -147,7 +147,7 @@ def test_unknown_task_id_and_dataset(tmp_path, capsys):
     assert "task ids not in arc1:training: zzz" in capsys.readouterr().err
     proc = subprocess.run([sys.executable, "-m", "rps_evals", "score", "--dataset", "arc9:training",
                            "--responses", "x", "--out", str(tmp_path / "o")], capture_output=True, text=True)
-    assert proc.returncode == 2 and "invalid choice: 'arc9:training'" in proc.stderr
+    assert proc.returncode == 2 and "unknown dataset 'arc9:training'" in proc.stderr
 
 
 def test_missing_responses_file(tmp_path, capsys):

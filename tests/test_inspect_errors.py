@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"split": "train"}, "split must be 'training' or 'evaluation', got 'train'"),
+    ({"split": "train"}, "split must be 'training' or 'evaluation' (or a named copy: evaluation@kaggle2024), "
+                         "got 'train'"),
     ({"attempts": 0}, "attempts must be an integer >= 1, got 0"),
     ({"task_ids": "zzzz"}, "task ids not in arc1:evaluation: zzzz"),
 ])
@@ -51,5 +52,5 @@ def test_inspect_eval_prints_the_message_without_a_traceback(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1
-    assert "split must be 'training' or 'evaluation', got 'train'" in output
+    assert "split must be 'training' or 'evaluation'" in output and "got 'train'" in output
     assert "Traceback" not in output and len(output.splitlines()) <= 10, output

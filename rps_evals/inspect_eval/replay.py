@@ -13,10 +13,17 @@ replay never invents a completion). A file with no response for any selected tas
 `inspect eval` builds the task. Token usage is the recorded `output_tokens` where the file has them
 (a file records no input tokens: they count 0), else an estimate (about 4 characters a token,
 marked so that no result reports it) because Inspect would otherwise try to download a tokenizer.
+
+Refinement (`-T refine=R`): a line may carry `"round": r` (an integer >= 0, default 0), the answer
+given after r feedback messages; a request is then answered by (task id, attempt, round), the
+round the solver says it asks for. A round the file does not record ends that attempt's
+conversation at its previous answer, with no feedback sent (so a file of first answers only
+replays as refine=0 would). `rps-evals score` reads round-0 files only.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from importlib.resources import files
@@ -44,8 +51,9 @@ from rps_evals.inspect_eval.generation import (
     AttemptMissing,
     RecordedAPIError,
     current_attempt,
+    current_round,
 )
-from rps_evals.records import InputError, read_responses
+from rps_evals.records import InputError, check_responses, parse_response_line
 
 DEMO_RESPONSES = "demo_arc1_training.jsonl"
 DEMO_DATASET = "arc1:training"  # the dataset the bundled demo answers
@@ -89,13 +97,15 @@ class ReplayAPI(ModelAPI):
                        config: GenerateConfig) -> ModelOutput:
         n = config.num_choices or 1
         task_id, first = self._which(n)
+        round = current_round.get()
         choices = []
         for attempt in range(first, first + n):
-            response = self.responses.get((task_id, attempt))
+            response = self.responses.get((task_id, attempt, round))
             failure = None
             if response is None:
                 if not choices:
-                    raise AttemptMissing(f"{self.path.name} has no response for task {task_id} attempt {attempt}")
+                    raise AttemptMissing(f"{self.path.name} has no response for task {task_id} attempt {attempt}"
+                                         + (f" round {round}" if round else ""))
                 break  # served the attempts before it; the solver asks for this one alone
             if response.completion is None and response.error is not None:
                 failure = response.error
@@ -116,7 +126,7 @@ class ReplayAPI(ModelAPI):
                 message=ChatMessageAssistant(content=content, model="replay", source="generate"),
                 stop_reason=response.stop_reason or "unknown",
             ))
-        served = [self.responses[(task_id, first + i)] for i in range(len(choices))]
+        served = [self.responses[(task_id, first + i, round)] for i in range(len(choices))]
         if all(r.output_tokens is not None for r in served):  # recorded counts (a file has no input counts)
             output_tokens = sum(r.output_tokens for r in served)
             reasoning = [r.reasoning_tokens for r in served if r.reasoning_tokens is not None]
@@ -135,12 +145,12 @@ class ReplayAPI(ModelAPI):
         no task ids were given (so the demo needs no id list); None otherwise (every task)."""
         if self.path != demo_responses_path() or dataset_name != DEMO_DATASET:
             return None
-        return list(dict.fromkeys(task_id for task_id, _ in self.responses))
+        return list(dict.fromkeys(task_id for task_id, *_ in self.responses))
 
     def check_covers(self, dataset) -> None:
         """Refuse, before any sample runs, a file that answers none of the selected tasks (it
         would score every attempt missing: a table of zeros that looks like a measurement)."""
-        answered = {task_id for task_id, _ in self.responses}
+        answered = {task_id for task_id, *_ in self.responses}
         if answered & set(dataset.tasks):
             return
         some = ", ".join(sorted(answered)[:3]) + (", ..." if len(answered) > 3 else "")
@@ -176,10 +186,29 @@ class ReplayAPI(ModelAPI):
         return 64
 
 
-def read_recordings(path: Path) -> dict[tuple[str, int], Response]:
-    """The responses of a file by (task id, attempt), checked like `rps-evals score` checks them
-    (the dataset is not known here, so unknown task ids surface as unanswered requests)."""
-    return {(r.task_id, r.attempt): r for r in read_responses(path)}
+def read_recordings(path: Path) -> dict[tuple[str, int, int], Response]:
+    """The responses of a file by (task id, attempt, round), each round's lines checked like
+    `rps-evals score` checks a file (the dataset is not known here, so unknown task ids surface as
+    unanswered requests)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
+    by_round: dict[int, list[tuple[str, Response]]] = defaultdict(list)
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{where}: not valid JSON ({exc})") from None
+        round = obj.pop("round", 0) if isinstance(obj, dict) else 0
+        if isinstance(round, bool) or not isinstance(round, int) or round < 0:
+            raise InputError(f"{where}: round must be an integer >= 0 (the answer after that many feedbacks)")
+        by_round[round].append((where, parse_response_line(obj, where)))
+    return {(r.task_id, r.attempt, round): r
+            for round, lines in by_round.items() for r in check_responses(lines)}
 
 
 def _estimate_tokens(text: str | None) -> int:

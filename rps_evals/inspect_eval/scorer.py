@@ -16,13 +16,13 @@ import anyio
 from inspect_ai.scorer import SampleScore, Score, Scorer, Target, metric, scorer
 from inspect_ai.solver import TaskState
 
-from rps_evals.attempts import AttemptRecord, Response
+from rps_evals.attempts import AttemptRecord
 from rps_evals.data import load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, Execution, Program, shared_executor
 from rps_evals.inspect_eval.counts import sample_counts
 from rps_evals.inspect_eval.sandbox import run_in_inspect_sandbox
-from rps_evals.inspect_eval.solver import STORE_KEY, USAGE_KEY
-from rps_evals.scoring import METRICS, arc_prize_score, pool, program_for, score_attempt, task_counts
+from rps_evals.inspect_eval.solver import STORE_KEY, USAGE_KEY, stored_response
+from rps_evals.scoring import METRICS, arc_prize_score, pool, program_for, ROUND_0, refining, score_attempt, task_counts
 from rps_evals.selection import DEFAULT_POLICY, selected_metric_names
 
 
@@ -55,20 +55,20 @@ def arc_scorer(dataset: str, attempts: int = 2, exec_timeout: float = DEFAULT_TI
     async def score(state: TaskState, target: Target) -> Score:
         task = full.tasks[str(state.metadata.get("task_id", state.sample_id))]
         by_attempt = {r["attempt"]: r for r in state.store.get(STORE_KEY, [])}
-        responses = [
-            Response(task.task_id, a, r["completion"], r["stop_reason"], r["error"], reasoning=r.get("reasoning"),
-                     output_tokens=r.get("output_tokens"), reasoning_tokens=r.get("reasoning_tokens"))
-            if r and not r.get("missing") else None
-            for a in range(1, attempts + 1)
-            for r in [by_attempt.get(a)]
-        ]
+        stored = [by_attempt.get(a) for a in range(1, attempts + 1)]
+        stored = [r if r and not r.get("missing") else None for r in stored]
+        # answers the solver already ran and scored (refinement) are not run again
+        to_run = [a for a, r in enumerate(stored) if r is None or "record" not in r]
+        responses = [stored_response(task.task_id, stored[a]) if stored[a] else None for a in to_run]
         prepared = [program_for(task, response) for response in responses]
         executions = await run_programs([program for program, _ in prepared], sandbox, exec_timeout)
-        records = [
-            score_attempt(task, response, json_predictions, execution, a)
-            for a, (response, (_, json_predictions), execution)
-            in enumerate(zip(responses, prepared, executions), 1)
-        ]
+        records = [AttemptRecord.from_dict(r["record"]) if r and "record" in r else None for r in stored]
+        for a, response, (_, json_predictions), execution in zip(to_run, responses, prepared, executions):
+            records[a] = score_attempt(task, response, json_predictions, execution, a + 1)
+        for record, r in zip(records, stored):
+            if r is not None and "rounds" in r:
+                record.rounds = [{**answer["record"], "round": i, "feedback": answer["feedback"]}
+                                 for i, answer in enumerate(r["rounds"])]
         result = task_score(records, attempts, task.test_outputs, select)
         result.metadata["usage"] = state.store.get(USAGE_KEY)
         return result
@@ -81,6 +81,8 @@ def task_score(records: list[AttemptRecord], k: int, expected: Sequence[Any] = (
     """One task's Score: each metric's n (the core's per-task counts) as the value, its of in
     metadata, the records alongside, and an explanation `inspect view` renders as markdown."""
     reported = set(METRICS) | set(selected_metric_names(select) if select != DEFAULT_POLICY else ())
+    if refining(records):  # the same on the round-0 answers, and the repair counts
+        reported |= {name + ROUND_0 for name in reported} | {"repaired_programs", "feedback_rounds"}
     counts = {name: c for name, c in task_counts(records, k, select).items() if name in reported}
     value: dict[str, Any] = {name: n for name, (n, _) in counts.items()}
     value["arc_prize_score"] = arc_prize_score(records, k)
@@ -105,10 +107,14 @@ def explain(records: Sequence[AttemptRecord], expected: Sequence[Any] = ()) -> s
     renderer (emphasis and line breaks only: no lists, tables or code blocks)."""
     lines = []
     for r in records:
-        what = "missing" if r.missing else f"API error: {r.api_error[:120]}" if r.api_error else \
+        what = "missing" if r.missing else f"API error: {r.api_error[:600]}" if r.api_error else \
             f"{r.source}, program {r.program_status}" + (", train-verified" if r.train_verified else "")
         right = " ".join("✓" if c else "✗" for c in r.correct)
         stop = f", stopped at {r.stop_reason}" if r.stop_reason in ("max_tokens", "model_length") else ""
+        if r.rounds:  # refinement: what each earlier answer was, in order
+            before = "; ".join(f"round {i}: " + ("API error" if d.get("api_error") else
+                                                 f"program {d['program_status']}") for i, d in enumerate(r.rounds))
+            stop += f" (round {len(r.rounds)}, after {before})"
         lines.append(f"**attempt {r.attempt}**: {what}{stop}; tests {right}")
     for j, want in enumerate(expected):
         grids = [("expected", want)] + [(f"attempt {r.attempt}", r.predictions[j] if j < len(r.predictions) else None)

@@ -21,6 +21,7 @@ from inspect_ai.model import GenerateConfig, Model
 from rps_evals.data import DATASETS, DatasetError, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, shared_executor
 from rps_evals.execution.image import check_image
+from rps_evals.feedback import refinement_provenance
 from rps_evals.inspect_eval import hooks as _hooks  # noqa: F401  (registers the end-of-eval table)
 from rps_evals.inspect_eval.generation import SelectionAware
 from rps_evals.inspect_eval.sandbox import compose_file
@@ -57,11 +58,21 @@ def arc_task(
     select: str = DEFAULT_POLICY,
     price_in: float | None = None,
     price_out: float | None = None,
+    refine: int = 0,
+    dataset: str | None = None,
+    solutions: str | None = None,
 ) -> Task:
-    """Build the Inspect task for one ARC version; every parameter is checked here, up front."""
-    dataset_name = f"{version}:{split}"
-    if dataset_name not in DATASETS:
-        raise TaskParameterError(f"split must be 'training' or 'evaluation', got {split!r}")
+    """Build the Inspect task for one ARC version; every parameter is checked here, up front.
+
+    `dataset` (instead of `split`): a named copy such as `arc2:evaluation@kaggle2025`, or your own
+    tasks, a folder of ARC task files or a challenges JSON (+ `solutions` JSON); see rps_evals.data."""
+    dataset_name = f"{version}:{split}" if dataset is None else str(dataset)
+    if dataset is None and dataset_name not in DATASETS:
+        copies = [name.split(":", 1)[1] for name in DATASETS if name.startswith(f"{version}:") and "@" in name]
+        raise TaskParameterError(f"split must be 'training' or 'evaluation' (or a named copy: {', '.join(copies)}), "
+                                 f"got {split!r}")
+    if dataset_name in DATASETS and not dataset_name.startswith(f"{version}:"):
+        raise TaskParameterError(f"dataset {dataset_name} is not {version}: run it with rps_evals/{dataset_name.split(':')[0]}")
     if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
         raise TaskParameterError(f"attempts must be an integer >= 1, got {attempts!r}")
     try:
@@ -69,6 +80,7 @@ def arc_task(
     except ValueError:
         choices = ", ".join(m.value for m in ProgramSynthesis)
         raise TaskParameterError(f"program_synthesis must be one of {choices}, got {program_synthesis!r}") from None
+    _check_refine(refine, mode)
     if isinstance(exec_timeout, bool) or not isinstance(exec_timeout, (int, float)) or exec_timeout <= 0:
         raise TaskParameterError(f"exec_timeout must be a positive number of seconds, got {exec_timeout!r}")
     try:
@@ -76,7 +88,10 @@ def arc_task(
         check_prices(price_in, price_out)
     except ValueError as exc:
         raise TaskParameterError(f"select / price_in / price_out: {exc}") from None
-    full = load_dataset(dataset_name)
+    try:
+        full = load_dataset(dataset_name, solutions)
+    except DatasetError as exc:
+        raise TaskParameterError(f"dataset: {exc}") from None
     ids = _task_id_list(task_ids, full.tasks)
     model = _active_model()
     if ids is None and model is not None and isinstance(model.api, SelectionAware):
@@ -93,6 +108,8 @@ def arc_task(
             raise TaskParameterError(str(exc)) from None
     provenance = build_provenance(dataset, attempts, mode, float(exec_timeout), _sandbox_provenance(sandbox),
                                   *_model_provenance(model, attempts))
+    if refine:
+        provenance.update(refinement_provenance(refine))
 
     samples = [
         Sample(id=task.task_id, input=build_prompt(task, mode),
@@ -102,23 +119,37 @@ def arc_task(
     ]
     return Task(
         dataset=MemoryDataset(samples, name=dataset_name),
-        solver=arc_attempts(attempts=attempts, dataset=dataset_name, task_ids=ids),
+        solver=arc_attempts(attempts=attempts, dataset=dataset_name, task_ids=ids, refine=refine,
+                            sandbox=sandbox_kind, exec_timeout=float(exec_timeout)),
         scorer=arc_scorer(dataset=dataset_name, attempts=attempts, exec_timeout=float(exec_timeout),
                           sandbox=sandbox_kind, provenance=provenance, select=select),
         sandbox=sandbox_spec,
         config=DEFAULT_CONFIG,
         # A generation that failed is a measurement (api_errors): the sample is still scored and the
-        # run goes on; `inspect eval-retry LOG` re-runs the errored samples. Only when over a quarter
-        # of the samples errored (a dead server, a missing sandbox) is the log marked as failed.
+        # run goes on; `inspect eval-retry LOG` re-runs the errored samples. With score_on_error,
+        # fail_on_error never stops a run: it only marks the log `error` when a quarter or more of
+        # the samples errored (a dead server), Inspect's sign that eval-retry has work to do. Such a
+        # log is still complete: `rps-evals report` reads it by what it holds (reports/readers.py).
         score_on_error=True,
         fail_on_error=0.25,
         metadata={"rps_evals": {"dataset": dataset_name, "dataset_hash": dataset.file_hash,
                                 "attempts": attempts, "prompt_version": prompt_version(mode),
                                 "program_synthesis": mode.value, "provenance": provenance,
-                                "select": select, "price_in": price_in, "price_out": price_out}},
+                                "select": select, "price_in": price_in, "price_out": price_out,
+                                "refine": refine}},
         headline_metric=HeadlineMetric(metric="task_solves"),
         version=prompt_version(mode),
     )
+
+
+def _check_refine(refine: Any, mode: ProgramSynthesis) -> None:
+    """`refine`: feedback rounds per attempt, an integer >= 0; feedback is about programs, so a
+    prompt that asks for none cannot be refined."""
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise TaskParameterError(f"refine must be an integer >= 0 (feedback rounds per attempt), got {refine!r}")
+    if refine and mode is ProgramSynthesis.OFF:
+        raise TaskParameterError("refine needs programs to run on the training examples, but "
+                                 "program_synthesis=off asks for none")
 
 
 def _active_model() -> Model | None:

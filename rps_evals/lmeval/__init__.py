@@ -6,18 +6,23 @@ metric units as `rps-evals score`, so the numbers are the same on the same respo
 `tasks/arc_prog/` point here through the shim `tasks/arc_prog/utils.py`.
 
 What lm-eval cannot tell us, and what we do about it (see docs/lm-eval.md):
-- Stop reasons: lm-eval returns text only. An attempt hit the token limit when the model's tokenizer
+- Stop reasons: lm-eval returns text only; the project's backend `rps-chat-completions`
+  (rps_evals/lmeval/model.py) returns the server's finish_reason with it, which is then the stop
+  reason. Otherwise an attempt hit the token limit when the model's tokenizer
   (`rps_tokenizer`, else the model args' `tokenizer`, else `pretrained`) counts at least the request's
   `max_gen_toks` tokens in it. Without a tokenizer the stop reason is unknown: the `stop_reason_unknown`
   metric counts those attempts and token_limit_hits does not.
 - API errors: lm-eval's API backends turn a response without usable content into an empty string (its
   LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER); from an API backend that string is an api_error. A request that
-  still fails after `max_retries` aborts the whole lm-eval run, so there is nothing to count.
+  still fails after `max_retries` aborts the whole run under `local-chat-completions`; under
+  `rps-chat-completions` it is that attempt's api_error, with the HTTP status and the server's message.
 - Groups: lm-eval 0.4.13 combines subtasks only as a mean weighted by document count. That equals the
   pooled n/of for metrics counted per task or per attempt and for arc_prize_score; test-output metrics
   (tasks have 1 to 4 test outputs) cannot be combined that way, so the group leaves them out.
 
-Knobs, through lm-eval's `--metadata` JSON (model args land there too): `rps_sandbox` (docker, the
+Knobs, through lm-eval's `--metadata` JSON (model args land there too): `arc_dataset` (a dataset
+name, or your own tasks: a folder of task files or a challenges JSON, with `arc_solutions`; it
+replaces the YAML's), `rps_sandbox` (docker, the
 default, or local; the RPS_SANDBOX environment variable also works), `rps_exec_timeout` (seconds per
 transform call), `rps_tokenizer`, `rps_api_backend` (true/false, to override the guess above),
 `program_synthesis` (allowed, required, off), `rps_select` (which 2 of the `repeats` attempts to submit:
@@ -68,15 +73,18 @@ LMEVAL_DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's model default when a request name
 
 # -- documents and prompt ------------------------------------------------------------------------
 
-def load_docs(arc_dataset: str = "arc1:evaluation", program_synthesis: str = "allowed", **_metadata: Any):
+def load_docs(arc_dataset: str = "arc1:evaluation", program_synthesis: str = "allowed",
+              arc_solutions: str | None = None, **_metadata: Any):
     """lm-eval `custom_dataset`: one doc per ARC task from the core's offline loader (no Hub).
 
-    lm-eval passes the whole task metadata (model args included) as keywords; only two matter here.
+    lm-eval passes the whole task metadata (model args included) as keywords; three matter here.
+    `--metadata '{"arc_dataset": PATH}'` (+ `arc_solutions`) evaluates your own tasks or a named
+    copy such as arc2:evaluation@kaggle2025 under any arc_prog task (rps_evals.data).
     """
     import datasets
 
     mode = ProgramSynthesis(program_synthesis).value  # a bad value fails at load, before generation
-    dataset = load_dataset(arc_dataset)
+    dataset = load_dataset(arc_dataset, arc_solutions)
     docs = [
         {"task_id": task.task_id, "dataset": dataset.name, "dataset_hash": dataset.file_hash,
          "num_tests": task.num_tests, "program_synthesis": mode, "prompt_version": prompt_version(mode)}
@@ -217,14 +225,18 @@ class ScoringContext:
         limit = self.max_new_tokens(gen_kwargs) if tokenizer is not None else None
         out = []
         for attempt, text in enumerate(completions, 1):
-            if self.api_backend and text == placeholder:
-                out.append(Response(task_id, attempt, None, None, API_ERROR_TEXT))
+            failed = getattr(text, "api_error", None)  # rps-chat-completions: a request that failed
+            if failed is not None or (self.api_backend and text == placeholder):
+                out.append(Response(task_id, attempt, None, None, failed or API_ERROR_TEXT))
                 continue
             stop = used = None
             if tokenizer is not None:
                 used = len(tokenizer.encode(text, add_special_tokens=False))
                 stop = "max_tokens" if used >= limit else "stop"
-            out.append(Response(task_id, attempt, text, stop, None, output_tokens=used))
+            finish = getattr(text, "finish_reason", None)  # rps-chat-completions: the server's own
+            if finish is not None:
+                stop = "max_tokens" if finish == "length" else "stop"
+            out.append(Response(task_id, attempt, str(text), stop, None, output_tokens=used))
         return out
 
 
@@ -248,7 +260,8 @@ def score_docs(dataset_name: str, items: Sequence[tuple[str, Sequence[str], dict
 def _completions(results: Sequence[Any]) -> list[str]:
     """lm-eval passes one entry per request; ours is the list of every attempt's text."""
     first = results[0] if results else []
-    return [first] if isinstance(first, str) else [str(c) for c in first]
+    # texts stay as given: rps-chat-completions' carry their finish_reason / api_error
+    return [first] if isinstance(first, str) else [c if isinstance(c, str) else str(c) for c in first]
 
 
 def process_results(doc: dict, results: Sequence[Any]) -> dict[str, Any]:
@@ -320,7 +333,10 @@ def _lmeval_classes() -> dict[str, type]:
                             "that honours it (vLLM does) returns the same text for all %d attempts of a task; "
                             "pass --gen_kwargs seed=None for independent attempts.", self.config.task, k)
             _, why = self._context.tokenizer()
-            if why:
+            told = all(getattr(text, "finish_reason", None) is not None or getattr(text, "api_error", None) is not None
+                       for inst in self._instances for texts in inst.filtered_resps.values()
+                       for text in _completions([texts]))
+            if why and not told:  # rps-chat-completions returns the server's finish_reason
                 log.warning("%s: token_limit_hits cannot be determined: %s. Those attempts are counted in "
                             "%s and not as token-limit hits.", self.config.task, why, UNKNOWN_STOP_KEY)
 

@@ -23,14 +23,17 @@ from rps_evals.attempts import AttemptRecord
 FrontEndRun = tuple[Dataset, list[AttemptRecord], int, dict[str, Any]]
 
 
-def read_front_end_run(path: str | Path) -> FrontEndRun:
-    """(dataset, attempt records, k, options for summarize) of an Inspect log or lm-eval output."""
+def read_front_end_run(path: str | Path, dataset: Dataset | None = None) -> FrontEndRun:
+    """(dataset, attempt records, k, options for summarize) of an Inspect log or lm-eval output.
+
+    `dataset`: the run's tasks where they are now (`report --dataset`), when the path it recorded
+    is gone or elsewhere; its hash must equal the recorded one."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist")
     for _name, detect, read in FRONT_ENDS:
         if detect(path):
-            return read(path)
+            return read(path, dataset)
     kinds = "; ".join(name for name, _, _ in FRONT_ENDS)
     raise InputError(f"{path} is not an output this command reads ({kinds})")
 
@@ -55,7 +58,19 @@ def _head(path: Path, size: int) -> str:
         return ""
 
 
-def read_inspect_log(path: Path) -> FrontEndRun:
+def _run_dataset(where: Path, name: str, recorded_hash: str | None, given: Dataset | None) -> Dataset:
+    """The dataset a run recorded (by name, or the one given), refused if its hash differs."""
+    try:
+        dataset = given if given is not None else load_dataset(name)
+    except DatasetError as exc:
+        raise InputError(f"{where}: {exc} (where the run's tasks are now: --dataset PATH)") from None
+    if recorded_hash and recorded_hash != dataset.file_hash:
+        raise InputError(f"{where} was scored on another version of {name} (dataset hash "
+                         f"{recorded_hash[:12]}..., {dataset.name} has {dataset.file_hash[:12]}...)")
+    return dataset
+
+
+def read_inspect_log(path: Path, given: Dataset | None = None) -> FrontEndRun:
     """The run recorded in an Inspect log of rps_evals/arc1 or arc2: the records come from each
     sample's score metadata; planned samples with no score count as missing attempts."""
     from inspect_ai.log import read_eval_log
@@ -69,13 +84,7 @@ def read_inspect_log(path: Path) -> FrontEndRun:
     meta = (log.eval.metadata or {}).get("rps_evals")
     if not meta:
         raise InputError(f"{path} is an Inspect log of task {log.eval.task!r}, not of rps_evals/arc1 or arc2")
-    try:
-        dataset = load_dataset(meta["dataset"])
-    except DatasetError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    if meta.get("dataset_hash") and meta["dataset_hash"] != dataset.file_hash:
-        raise InputError(f"{path} was scored on another version of {dataset.name} "
-                         f"(data file hash {meta['dataset_hash'][:12]}..., installed {dataset.file_hash[:12]}...)")
+    dataset = _run_dataset(path, meta["dataset"], meta.get("dataset_hash"), given)
     if (log.eval.config.epochs or 1) > 1:
         raise InputError(f"{path} ran {log.eval.config.epochs} epochs; use -T attempts=K for K attempts per task")
     planned = [str(i) for i in (log.eval.dataset.sample_ids or [])]
@@ -102,9 +111,37 @@ def read_inspect_log(path: Path) -> FrontEndRun:
         options["usage"] = {"wall_time_s": _wall_time(log.stats.started_at, log.stats.completed_at),
                             **_token_totals(sample_usage)}
     options.update(_inspect_selection(meta, log.samples or []))
+    options.update(_round_tokens(sample_usage))
     if log.status != "success":
-        options["status"] = {"status": log.status, "error": _why_unfinished(log)}
+        options["status"] = _log_status(log, planned)
     return dataset, records, k, options
+
+
+def _log_status(log, planned: list[str]) -> dict[str, Any]:
+    """What a log that did not end in success holds, for results.json and for `report` to decide.
+
+    A sample whose only error is failed generations (the solver's GenerationFailed) was run and
+    scored: its failures are counted api_errors, a measurement. A planned sample with no score, or
+    one that errored for any other reason (cancelled, crashed), was not measured: `unmeasured`
+    names how many, and `report` refuses such a log unless --allow-errors."""
+    from rps_evals.inspect_eval.counts import SCORER_NAME
+    from rps_evals.inspect_eval.solver import GenerationFailed
+
+    by_id = {str(s.id): s for s in log.samples or []}
+    failed_generations = unmeasured = 0
+    for sample_id in planned:
+        sample = by_id.get(sample_id)
+        score = (sample.scores or {}).get(SCORER_NAME) if sample is not None else None
+        if score is None or "attempts" not in (score.metadata or {}):
+            unmeasured += 1
+        elif sample.error is None:
+            continue
+        elif sample.error.message.startswith(f"{GenerationFailed.__name__}("):
+            failed_generations += 1
+        else:
+            unmeasured += 1
+    return {"status": log.status, "error": _why_unfinished(log), "samples": len(planned),
+            "failed_generations": failed_generations, "unmeasured": unmeasured}
 
 
 def _why_unfinished(log) -> str:
@@ -114,7 +151,7 @@ def _why_unfinished(log) -> str:
         return log.error.message.strip().splitlines()[-1][:500]
     errored = [s for s in log.samples or [] if s.error]
     if errored:
-        first = errored[0].error.message.strip().splitlines()[-1][:300]
+        first = errored[0].error.message.strip().splitlines()[-1][:600]
         return f"{len(errored)} of {len(log.samples)} samples errored (first: {first})"
     return "cancelled before the end" if log.status == "cancelled" else f"log status {log.status}"
 
@@ -151,6 +188,19 @@ def _token_totals(per_sample: list[dict | None]) -> dict[str, int | None]:
     return {"total_tokens": sum(u["total_tokens"] for u in per_sample),
             "output_tokens": sum(u["output_tokens"] for u in per_sample),
             "reasoning_tokens": sum(reasoning) if reasoning else None}
+
+
+def _round_tokens(per_sample: list[dict | None]) -> dict[str, Any]:
+    """A refining run's [input, output] tokens per round, summed over the samples (known only if
+    every scored sample knew its own)."""
+    if not per_sample or any(u is None or "by_round" not in u for u in per_sample):
+        return {}
+    totals: list[list[int]] = []
+    for usage in per_sample:
+        for r, (tokens_in, tokens_out) in enumerate(usage["by_round"]):
+            totals += [[0, 0]] * (r + 1 - len(totals))
+            totals[r] = [totals[r][0] + tokens_in, totals[r][1] + tokens_out]
+    return {"round_tokens": totals}
 
 
 def _inspect_selection(meta: dict[str, Any], samples) -> dict[str, Any]:
@@ -231,7 +281,7 @@ def _arc_task_name(samples_file: Path, configs: dict) -> str | None:
     return None
 
 
-def read_lmeval_output(path: str | Path) -> tuple[Dataset, list[AttemptRecord], int, dict[str, Any]]:
+def read_lmeval_output(path: str | Path, given: Dataset | None = None) -> FrontEndRun:
     """(dataset, records, k, summary options) of one ARC task of an lm-eval run, for `write_run`.
 
     Reads the results JSON and the logged samples (`--log_samples`). Records come from the samples
@@ -256,12 +306,7 @@ def read_lmeval_output(path: str | Path) -> tuple[Dataset, list[AttemptRecord], 
     samples = _read_samples(samples_file)
     if not samples:
         raise InputError(f"{samples_file}: no samples")
-    dataset_name = samples[0]["doc"]["dataset"]
-    dataset = load_dataset(dataset_name)
-    logged_hash = samples[0]["doc"].get("dataset_hash")
-    if logged_hash and logged_hash != dataset.file_hash:
-        raise InputError(f"{samples_file}: the run used another version of {dataset_name} "
-                         f"(data hash {logged_hash[:12]}, installed {dataset.file_hash[:12]})")
+    dataset = _run_dataset(samples_file, samples[0]["doc"]["dataset"], samples[0]["doc"].get("dataset_hash"), given)
     k = int(config.get("repeats") or len(samples[0]["resps"][0]))
 
     counts = (results.get("n-samples") or {}).get(task_name) or {}

@@ -374,6 +374,8 @@ def _pct(x: float) -> str:
 
 
 def _cell(n: int, of: int) -> str:
+    if n > of:  # a count, not a share of units (feedback_rounds with several rounds): no interval
+        return f"{n}/{of} ({_pct(n / of)})"
     low, high = wilson_interval(n, of)
     return f"{n}/{of} ({_pct(n / of if of else 0.0)}) <span class='dim ci'>[{_pct(low)}, {_pct(high)}]</span>"
 
@@ -541,6 +543,8 @@ def _attempt_block(task: Task, r: AttemptRecord) -> str:
         figures.append(_figure(prediction, f"test {j + 1}{_e(source)}: {verdict}", expected))
     out = [f'<div class="attempt s-{_e(r.source)}"><div>attempt {r.attempt} {"".join(badges)}</div>',
            '<div class="row">' + "".join(figures) + "</div>"]
+    if r.rounds:  # refinement: the earlier answers and their feedback, in order, above the final one
+        out.insert(1, _rounds_block(task, r))
     if r.api_error:
         out.append(f"<pre>API error: {_e(r.api_error[-ERROR_TAIL:])}</pre>")
     reasoning = r.reasoning
@@ -559,6 +563,34 @@ def _attempt_block(task: Task, r: AttemptRecord) -> str:
         out.append(f"<pre>{_e(r.error[-ERROR_TAIL:])}</pre>")
     out.append("</div>")
     return "\n".join(out)
+
+
+def _rounds_block(task: Task, r: AttemptRecord) -> str:
+    """An attempt's answers before its final one (refinement), each with the feedback it got."""
+    items = []
+    for data in r.rounds or []:
+        answer = AttemptRecord.from_dict({**data, "rounds": None})
+        state = "API error" if answer.api_error else f"{answer.source}, program {answer.program_status}"
+        if answer.train_accuracy is not None and not answer.api_error:
+            state += f", train accuracy {100 * answer.train_accuracy:.0f}%"
+        if answer.stop_reason in ("max_tokens", "model_length"):
+            state += f", stopped at {answer.stop_reason}"
+        figures = "".join(_figure(p, f"test {j + 1}: " + ("correct" if answer.correct[j] else "wrong" if _is_grid(p)
+                                                            else "no prediction"),
+                                  task.test_outputs[j] if j < len(task.test_outputs) else None)
+                          for j, p in enumerate(answer.predictions))
+        program = extract_program(strip_reasoning(answer.completion)) if answer.completion else None
+        parts = [f'<div class="round"><b>round {_e(data.get("round"))}</b>: {_e(state)}',
+                 '<div class="row">' + figures + "</div>"]
+        if program:
+            parts.append(f"<details><summary>program ({program.count(chr(10)) + 1} lines)</summary>"
+                         f"<pre>{_e(program[:PROGRAM_LIMIT])}</pre></details>")
+        if answer.error:
+            parts.append(f"<pre>{_e(answer.error[-ERROR_TAIL:])}</pre>")
+        parts.append(f"<details><summary>feedback sent</summary><pre>{_e(data.get('feedback') or '')}</pre></details>")
+        items.append("\n".join(parts) + "</div>")
+    return ('<div class="rounds" style="border-left:3px solid #bbb;padding-left:.5rem;margin:.3rem 0">'
+            + "\n".join(items) + f"<div><b>round {len(r.rounds or [])}</b>: the final answer, scored</div></div>")
 
 
 def _wrong_caption(prediction: Grid, expected: Grid | None) -> str:
