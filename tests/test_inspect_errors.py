@@ -4,7 +4,6 @@ PrerequisiteErrors, which `inspect eval` prints alone."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

@@ -211,3 +211,25 @@ def test_docs_name_vllm_reasoning_field_of_both_releases():
     assert paragraphs
     for doc, paragraph in paragraphs:
         assert "`reasoning`" in paragraph, doc
+
+
+def test_a_run_records_the_top_k_its_requests_carried(tmp_path, monkeypatch, server):
+    """Through Inspect's openai-api provider: top_k in the body is recorded; --top-k alone (dropped
+    from the request) is recorded as null."""
+    from inspect_ai import eval as inspect_eval
+
+    from rps_evals.arc1 import arc1
+    from rps_evals.cli import main as rps_main
+
+    monkeypatch.setenv("FAKE_API_KEY", "EMPTY")
+    for name, settings, expected in (("body", {"extra_body": {"top_k": 20, "min_p": 0.0}}, 20),
+                                     ("flag", {"top_k": 20}, None)):
+        before = len(server.bodies)
+        (log,) = inspect_eval(arc1(split="training", task_ids=["6150a2bd"], sandbox="local", attempts=1),
+                              model=f"openai-api/fake/{name}", model_base_url=server.url,
+                              log_dir=str(tmp_path / name), display="none", **settings)
+        assert log.status == "success"
+        assert server.bodies[before].get("top_k") == expected  # what the request carried
+        assert rps_main(["report", log.location, "--out", str(tmp_path / f"run-{name}")]) == 0
+        provenance = json.loads((tmp_path / f"run-{name}" / "results.json").read_text())["provenance"]
+        assert provenance["generation"]["top_k"] == expected
