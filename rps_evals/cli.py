@@ -1,4 +1,4 @@
-"""`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare two runs, gate CI.
+"""`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare runs or methods, gate CI.
 
 Exit codes: 0 success, 1 the gate failed, `report` was given a run with tasks never run or scored, or
 stdout was closed early (`| head`), 2 bad input (usage, files, dataset, sandbox).
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rps_evals.data import DATASETS, DatasetError, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, get_executor
-from rps_evals.records import InputError, check_run_dir, read_responses, read_run, write_run
+from rps_evals.records import InputError, check_run_dir, read_responses, write_run
 from rps_evals.scoring import METRICS, format_table, score_attempts
 from rps_evals.selection import POLICIES
 
@@ -117,21 +117,43 @@ def _add_selection_arguments(parser: argparse.ArgumentParser, default_note: str)
                         help="price per million output tokens (with --price-in)")
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from rps_evals.compare import compare_runs, format_comparison  # scipy: imported where used
+def _replicates(arguments: list[str], what: str) -> tuple[list[list], list[str]]:
+    """Command-line runs as replicates: each argument one replicate, its comma-joined paths sampling
+    passes of one model (averaged). Returns the replicates and each run's label (its path)."""
+    from rps_evals.compare import read_any_run
 
-    runs = [read_run(args.run_a), read_run(args.run_b)]
+    groups = [[part for part in argument.split(",") if part] for argument in arguments]
+    if not groups or not all(groups):
+        raise InputError(f"{what}: give at least one run")
+    return [[read_any_run(path) for path in group] for group in groups], [path for group in groups for path in group]
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rps_evals.compare import compare_groups, format_comparison  # scipy: imported where used
+
+    if args.vs is None:
+        if len(args.runs) != 2:
+            raise UsageError(f"compare takes two runs (compare A B) or groups (compare A1 A2 ... --vs B1 B2 ...); "
+                             f"got {len(args.runs)} run(s) and no --vs")
+        side_a, side_b = args.runs[:1], args.runs[1:]
+    else:
+        side_a, side_b = args.runs, args.vs
+    (a, labels_a), (b, labels_b) = _replicates(side_a, "A"), _replicates(side_b, "B (--vs)")
     if args.dataset:
-        _check_dataset(load_dataset(args.dataset, args.solutions), (args.run_a, args.run_b), runs)
-    comparison = compare_runs(*runs, strict=args.strict)
-    print(format_comparison(comparison, str(args.run_a), str(args.run_b)))
+        _check_dataset(load_dataset(args.dataset, args.solutions), labels_a + labels_b,
+                       [run for side in (a, b) for replicate in side for run in replicate])
+    comparison = compare_groups(a, b, strict=args.strict, primary=args.primary, labels=(labels_a, labels_b))
+    name_a, name_b = (", ".join(side) for side in (side_a, side_b))
+    text = format_comparison(comparison, name_a, name_b)  # everything computed before anything is written
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(comparison, indent=2) + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 
 def _check_dataset(dataset, paths, runs) -> None:
-    """compare --dataset: both runs were scored on exactly these tasks (by the dataset's hash)."""
+    """compare --dataset: every run was scored on exactly these tasks (by the dataset's hash)."""
     for path, (result, _) in zip(paths, runs):
         if result.get("dataset_hash") != dataset.file_hash:
             raise InputError(f"{path} was not scored on {dataset.name} (dataset hash "
@@ -161,6 +183,10 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser, required: bool, help
                         help="the solutions JSON of a challenges file (default: ..._solutions.json beside it)")
 
 
+class UsageError(InputError):
+    """Command-line misuse found after parsing (exit code 2, like argparse's own errors)."""
+
+
 def _max_drop(text: str) -> tuple[str, float]:
     metric, sep, fraction = text.partition("=")
     if not sep:
@@ -175,19 +201,95 @@ def _max_drop(text: str) -> tuple[str, float]:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from rps_evals.compare import compare_runs, gate
+    from rps_evals.compare import compare_groups, gate
 
     if not args.max_drop:
         raise InputError("give at least one --max-drop METRIC=FRACTION, e.g. "
                          "--max-drop attempts_from_executed_programs=0.05")
-    comparison = compare_runs(read_run(args.baseline), read_run(args.candidate), strict=args.strict,
-                              names=("baseline", "candidate"))
+    if (args.candidate_run is None) == (args.candidate is None):
+        raise UsageError("give the candidate run(s) once: gate CANDIDATE --baseline RUN, or "
+                         "gate --baseline RUN [RUN ...] --candidate RUN [RUN ...]")
+    candidate = [args.candidate_run] if args.candidate_run is not None else args.candidate
+    (baseline, labels_b), (candidates, labels_c) = (_replicates(args.baseline, "--baseline"),
+                                                    _replicates(candidate, "--candidate"))
+    comparison = compare_groups(baseline, candidates, strict=args.strict, names=("baseline", "candidate"),
+                                labels=(labels_b, labels_c) if len(labels_b) + len(labels_c) > 2 else None)
     passed, table = gate(comparison, dict(args.max_drop), args.alpha)
     for warning in comparison["warnings"]:
         print(warning)
+    if comparison["level"] == "method":
+        print(f"note: {len(baseline)} baseline and {len(candidates)} candidate replicates: a metric fails only on a "
+              "drop beyond its allowance, beyond the noise floor and significant at alpha")
     print(table)
     print("gate: PASS" if passed else "gate: FAIL (candidate regressed beyond the allowed drop)")
     return 0 if passed else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """How many runs per side (and tasks, attempts) a method comparison needs for the power asked."""
+    from rps_evals import replicates
+
+    stated = (args.run_sd, args.task_run_sd, args.attempt_sd)
+    if args.pilot and any(v is not None for v in stated):
+        raise UsageError("give either --pilot runs or stated --run-sd/--task-run-sd/--attempt-sd, not both")
+    if args.pilot:
+        components, tasks, units, k, source = _pilot_components(args.pilot, args.metric)
+    else:
+        if any(v is None for v in stated) or args.design_tasks is None or args.design_attempts is None:
+            raise UsageError("without --pilot, state --run-sd, --task-run-sd, --attempt-sd (rate scale), "
+                             "--tasks and --attempts")
+        if any(v < 0 for v in stated):
+            raise UsageError("--run-sd, --task-run-sd and --attempt-sd must be >= 0")
+        components = replicates.Components(args.run_sd**2, args.task_run_sd**2, args.attempt_sd**2)
+        tasks, units, k, source = args.design_tasks, float(args.design_attempts), args.design_attempts, "stated"
+    tasks = args.design_tasks or tasks
+    attempts = args.design_attempts or k
+    units = units * attempts / k  # units of a metric counted per attempt grow with the attempts
+    sd = lambda v: f"{v ** 0.5:.3f}"  # noqa: E731
+    print(f"{args.metric}: variance components ({source}), rate scale: run sd {sd(components.run)}, "
+          f"task x run sd {sd(components.task_run)}, attempt sd {sd(components.attempt)}")
+    print(f"one run's rate on {tasks} tasks x {units:g} units: sd {sd(components.run_variance(tasks, units))}; "
+          f"with unlimited tasks it stays at the run sd {sd(components.run)}")
+    print(f"\neffect {args.effect:+.3f} (B - A), two-sided alpha {args.alpha:g}, power target {args.power:g}")
+    print(f"{'runs/side':>10}{'power':>10}{'detectable (' + format(args.power, 'g') + ')':>20}")
+    for runs in (1, 2, 3, 4, 6, 8, 12, 16):
+        found = replicates.power(args.effect, runs, tasks, units, components, args.alpha)
+        smallest = replicates.detectable_effect(runs, tasks, units, components, args.alpha, args.power)
+        if runs == 1:
+            print(f"{runs:>10}{'-':>10}{'-':>20}   one run per side: no method-level test at all")
+        else:
+            print(f"{runs:>10}{found:>10.3f}{smallest:>20.3f}")
+    print()
+    for scale_tasks, scale_units in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        design_tasks, design_units = tasks * scale_tasks, units * scale_units
+        needed = replicates.runs_needed(args.effect, design_tasks, design_units, components, args.alpha, args.power)
+        print(f"{design_tasks} tasks x {design_units:g} units: "
+              + (f"{needed} runs per side reach {args.power:g} power" if needed else "more than 64 runs per side"))
+    return 0
+
+
+def _pilot_components(paths: list[str], metric: str):
+    """Variance components of `metric` from pilot runs of one method (its replicates)."""
+    from rps_evals.compare import comparability, metric_matrices, read_any_run, recorded
+    from rps_evals.replicates import variance_components
+
+    if len(paths) < 2:
+        raise UsageError("--pilot needs at least 2 runs of one method (training seeds or sampling passes)")
+    runs = [read_any_run(path) for path in paths]
+    for path, run in zip(paths[1:], runs[1:]):
+        for warning in comparability(runs[0][0], run[0], names=(paths[0], path)):
+            print(warning)
+    k = int(recorded(runs[0][0], "k"))
+    matrices = metric_matrices(runs, paths, k, runs[0][0].get("selection", "first"))
+    if metric not in matrices:
+        raise InputError(f"unknown --metric {metric!r}; one of: {', '.join(matrices)}")
+    values, task_of_unit = matrices[metric]
+    tasks = int(task_of_unit.max()) + 1
+    if len(runs) < 6:
+        print(f"note: {len(runs)} pilot runs give the run variance {len(runs) - 1} degrees of freedom: "
+              "a rough estimate (a run sd of 0 may just be luck); state --run-sd from more runs to check")
+    return (variance_components(values, task_of_unit), tasks, values.shape[1] / tasks, k,
+            f"{len(runs)} pilot runs, {tasks} tasks, k={k}")
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -206,8 +308,17 @@ def cmd_view(args: argparse.Namespace) -> int:
     """One self-contained HTML report of one run, or of two runs side by side."""
     from rps_evals.reports.view import load_shown_run, write_report
 
+    if args.vs is not None:
+        paths = [*args.runs, *args.vs]
+        same_name = len({path.name for path in paths}) < len(paths)
+        sides = [[load_shown_run(path, str(path) if same_name else None) for path in side]
+                 for side in (args.runs, args.vs)]
+        write_report([], args.out, groups=(sides[0], sides[1]))
+        print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB, {len(sides[0])} and "
+              f"{len(sides[1])} runs, {len(sides[0][0].dataset.tasks)} tasks)")
+        return 0
     if len(args.runs) > 2:
-        raise InputError(f"view shows one run or two (A and B), got {len(args.runs)}")
+        raise InputError(f"view shows one run or two (A and B), or groups with --vs; got {len(args.runs)} runs")
     same_name = len({path.name for path in args.runs}) < len(args.runs)
     runs = [load_shown_run(path, str(path) if same_name else None) for path in args.runs]
     write_report(runs, args.out)
@@ -270,27 +381,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection_arguments(report, "default: what the run used, else first")
     report.set_defaults(func=cmd_report)
 
-    compare = sub.add_parser("compare", help="paired comparison of two run directories")
-    compare.add_argument("run_a", type=Path, help="run directory A (e.g. the new model)")
-    compare.add_argument("run_b", type=Path, help="run directory B, the reference A is compared with")
+    compare = sub.add_parser("compare", help="compare two runs, or two groups of replicate runs (methods)")
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="run directory, Inspect log or lm-eval output; with --vs, the runs of side A "
+                              "(replicates: training seeds); paths joined by commas are sampling passes of one model")
+    compare.add_argument("--vs", nargs="+", metavar="RUN", default=None,
+                         help="the runs of side B; without --vs, give exactly two runs (A B)")
+    compare.add_argument("--primary", default=None, metavar="METRIC",
+                         help="the metric reported first and unadjusted (default attempts_from_executed_programs); "
+                              "the others get Holm-adjusted p-values")
     compare.add_argument("--out", type=Path, help="also write the comparison as JSON")
-    _add_dataset_arguments(compare, False, "refuse (exit 2) unless both runs were scored on this dataset")
+    _add_dataset_arguments(compare, False, "refuse (exit 2) unless every run was scored on this dataset")
     compare.add_argument("--strict", action="store_true",
                          help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     compare.set_defaults(func=cmd_compare)
 
-    gate_p = sub.add_parser("gate", help="exit 1 if a candidate run regressed against a baseline")
-    gate_p.add_argument("candidate", type=Path, help="run directory of the candidate")
-    gate_p.add_argument("--baseline", required=True, type=Path, help="run directory the candidate must not fall below")
+    gate_p = sub.add_parser("gate", help="exit 1 if a candidate (run or replicates) regressed against a baseline")
+    gate_p.add_argument("candidate_run", nargs="?", default=None, metavar="CANDIDATE",
+                        help="one candidate run (or use --candidate for replicates)")
+    gate_p.add_argument("--baseline", required=True, nargs="+", metavar="RUN",
+                        help="the baseline run, or its replicate runs")
+    gate_p.add_argument("--candidate", nargs="+", default=None, metavar="RUN", help="the candidate's replicate runs")
     gate_p.add_argument("--max-drop", action="append", type=_max_drop, default=[], metavar="METRIC=FRACTION",
                         help=f"required, repeatable: the largest allowed drop in a metric's rate, e.g. "
                              f"attempts_from_executed_programs=0.05; metrics: {', '.join(METRICS)}")
     gate_p.add_argument("--alpha", type=float, default=None,
-                        help="also require the drop to be significant (exact McNemar p < alpha); "
-                             "default: none, the drop alone decides")
+                        help="also require the drop to be significant (p < alpha); one run each: exact McNemar, "
+                             "off unless given; replicates: the method-level test, 0.05 unless given")
     gate_p.add_argument("--strict", action="store_true",
                         help="refuse (exit 2) runs that may not be comparable: a differing or unknown prompt_hash, program_synthesis, exec_timeout or sandbox numpy (otherwise a WARNING line)")
     gate_p.set_defaults(func=cmd_gate)
+
+    plan = sub.add_parser("plan", help="runs per side, tasks and attempts a method comparison needs (power)")
+    plan.add_argument("--pilot", nargs="+", metavar="RUN", default=None,
+                      help="replicate runs of one method, whose spread gives the variance components")
+    plan.add_argument("--metric", default="attempts_from_executed_programs", help="the metric to plan for (default: %(default)s)")
+    plan.add_argument("--effect", type=float, required=True, help="the difference B - A to detect, e.g. 0.10")
+    plan.add_argument("--alpha", type=float, default=0.05, help="two-sided level (default 0.05)")
+    plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
+    plan.add_argument("--run-sd", type=float, default=None, help="without --pilot: sd of a run's shift (rate scale)")
+    plan.add_argument("--task-run-sd", type=float, default=None, help="without --pilot: sd of a run's shift on one task")
+    plan.add_argument("--attempt-sd", type=float, default=None, help="without --pilot: sd of one unit within a task")
+    plan.add_argument("--tasks", type=int, default=None, dest="design_tasks",
+                      help="tasks per run (default: the pilot's)")
+    plan.add_argument("--attempts", type=int, default=None, dest="design_attempts",
+                      help="attempts per task (default: the pilot's k)")
+    plan.set_defaults(func=cmd_plan)
 
     sandbox = sub.add_parser("sandbox", help="build the sandbox image, or remove leftover sandbox containers")
     sandbox.add_argument("action", choices=("build", "clean"),
@@ -312,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     view = sub.add_parser("view", help="a self-contained HTML report of one run, or two runs side by side")
     view.add_argument("runs", nargs="+", type=Path, metavar="RUN",
                       help="run directory, Inspect log or lm-eval output; a second one is shown as B")
+    view.add_argument("--vs", nargs="+", type=Path, metavar="RUN", default=None,
+                      help="replicates of B: the RUNs are then replicates of A, shown as one dot per run with "
+                           "the method-level interval per metric")
     view.add_argument("--out", required=True, type=Path, help="the HTML file to write")
     view.set_defaults(func=cmd_view)
 
@@ -334,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "attempts", 1) < 1:
         parser.error("--attempts must be at least 1")
+    if args.command == "plan" and not (0 < args.alpha < 1 and 0 < args.power < 1 and args.effect != 0):
+        parser.error("plan: --alpha and --power must be between 0 and 1 and --effect must not be 0")
+    if args.command == "plan" and ((args.design_tasks or 1) < 1 or (args.design_attempts or 1) < 1):
+        parser.error("plan: --tasks and --attempts must be at least 1")
     if getattr(args, "timeout", 1) <= 0:
         parser.error("--timeout must be positive")
     prices = (getattr(args, "price_in", None), getattr(args, "price_out", None))

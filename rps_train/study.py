@@ -4,12 +4,18 @@ Steps, each a list of ordinary commands (`--dry-run` prints them all):
   model     (tiny configs only) build the tiny random Qwen3 the study runs on
   rejected  the small model's ordinary answers on the training tasks: `inspect eval` of our task
   data      the DPO data: `rps-train data` (chosen traces vs those answers, checked by the scorer)
-  rps       RPS stage 1 and stage 2: `rps-train train`
-  eps       EPS stage 2 from RPS's stage-1 adapter: `rps-train train --stage1_adapter`
-  evaluate  base, RPS and EPS through the Inspect task on the evaluation sets, each log made a run
-            directory by `rps-evals report`; on GPU one `vllm serve` holds both adapters, on CPU the
-            adapters are merged into full models for Inspect's `hf/` provider
-  compare   `rps-evals compare` EPS vs RPS, RPS vs base, EPS vs base -> DIR/comparison.json
+  rps       RPS stage 1 and stage 2: `rps-train train` (rps-s<seed>: one step per training seed)
+  eps       EPS stage 2 from RPS's stage-1 adapter of the same seed: `rps-train train --stage1_adapter`
+  evaluate  base, RPS and EPS through the Inspect task on the evaluation sets (every adapter with
+            every sampling seed), each log made a run directory by `rps-evals report`; on GPU one
+            `vllm serve` holds every adapter, on CPU the adapters are merged into full models for
+            Inspect's `hf/` provider
+  compare   `rps-evals compare` RPS vs EPS, RPS vs base, EPS vs base -> DIR/comparison.json: with
+            several training seeds a method-level result per metric, and a one-line verdict each
+
+`replicates: {training_seeds: [0, 1], sampling_seeds: [0]}` in the config makes the study a
+replicate design (docs/metrics.md, "Replicate runs"): a training seed is a replicate of its method;
+the sampling passes of one adapter are averaged into that replicate. Without it: one run per arm.
 
 DIR/study.json is the manifest: for each finished step, a key (the hash of its commands and of the
 content of its inputs) and the hashes of its outputs. A step whose key and outputs still match is
@@ -38,7 +44,9 @@ from typing import Any, Callable
 FORMAT = "rps-train-study/1"
 STEPS = ("model", "rejected", "data", "rps", "eps", "evaluate", "compare")
 SCHEDULES = {"rps": 0.1, "eps": 1.0}  # stage-2 LR / stage-1 LR (the study's RPS and its control)
-COMPARISONS = (("eps", "rps"), ("rps", "base"), ("eps", "base"))
+# (X, Y): "X vs Y", compared as `rps-evals compare Y --vs X`, so every difference reads X - Y
+COMPARISONS = (("rps", "eps"), ("rps", "base"), ("eps", "base"))
+PRIMARY = "attempts_from_executed_programs"  # the metric the verdicts read (compare's default primary)
 LOG = "{log}"  # in a command: the one Inspect log its step wrote to the log dir after it
 
 
@@ -85,7 +93,8 @@ def load_config(path: str | Path, out: str | Path) -> dict[str, Any]:
     for key in ("base_model", "rejected", "data", "train", "evaluate"):
         if key not in config:
             raise StudyError(f"{path}: missing key {key!r}")
-    unknown = set(config) - {"base_model", "tiny_model", "rejected", "data", "train", "evaluate", "thinking"}
+    unknown = set(config) - {"base_model", "tiny_model", "rejected", "data", "train", "evaluate", "thinking",
+                             "replicates"}
     if unknown:
         raise StudyError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     out = str(Path(out).resolve())
@@ -124,7 +133,58 @@ def load_config(path: str | Path, out: str | Path) -> dict[str, Any]:
             if not all(isinstance(t, str) for t in item.get("task_ids") or []):
                 raise StudyError(f"{path}: {section}.sets task_ids must be quoted strings (YAML reads an id "
                                  "such as 00576224 as a number)")
+    _check_replicates(config.get("replicates"), path)
     return config
+
+
+def _check_replicates(replicates: Any, path: Path) -> None:
+    if replicates is None:
+        return
+    if not isinstance(replicates, dict) or set(replicates) - {"training_seeds", "sampling_seeds"}:
+        raise StudyError(f"{path}: replicates takes training_seeds and sampling_seeds (lists of integers)")
+    for key in ("training_seeds", "sampling_seeds"):
+        seeds = replicates.get(key, [0])
+        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+            raise StudyError(f"{path}: replicates.{key} must be a list of different integers >= 0, got {seeds!r}")
+
+
+def seeds(config: dict) -> tuple[list[int | None], list[int | None]]:
+    """Training and sampling seeds; [None] each without `replicates` (no seed flags, today's names)."""
+    replicates = config.get("replicates")
+    if replicates is None:
+        return [None], [None]
+    return list(replicates.get("training_seeds", [0])), list(replicates.get("sampling_seeds", [0]))
+
+
+def _suffix(seed: int | None, letter: str) -> str:
+    return "" if seed is None else f"-{letter}{seed}"
+
+
+def _with_seed(flags: list[str], seed: int | None) -> list[str]:
+    """Generation flags with `--seed` set to this sampling seed (any other --seed removed)."""
+    if seed is None:
+        return flags
+    out, skip = [], False
+    for flag in flags:
+        if skip:
+            skip = False
+        elif flag == "--seed":
+            skip = True
+        elif not flag.startswith("--seed="):
+            out.append(flag)
+    return out + ["--seed", str(seed)]
+
+
+def eval_runs(config: dict, out: Path, arm: str, set_name: str) -> list[list[Path]]:
+    """An arm's evaluated runs on one set as replicates: per training seed the run directories of its
+    sampling passes (averaged into one replicate); the base model has no training seed, so each of
+    its sampling passes is a replicate of its own."""
+    training, sampling = seeds(config)
+    if arm == "base":
+        return [[out / "eval" / f"base{_suffix(p, 'p')}-{set_name}"] for p in sampling]
+    return [[out / "eval" / f"{arm}{_suffix(seed, 's')}{_suffix(p, 'p')}-{set_name}" for p in sampling]
+            for seed in training]
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,17 +271,20 @@ def plan(config: dict, out: Path) -> list[Step]:
     common = ["--config", train["config"], "--model_name_or_path", base, "--data_dir", str(data_dir),
               *_flags(train.get("args", {})), "--resume", "true"]
     adapters = {}
-    for name, ratio in SCHEDULES.items():
-        run_dir = out / name
-        argv = [*launcher, "train", *common, "--output_dir", str(run_dir), "--schedule_name", name,
-                "--stage2_lr_ratio", str(ratio)]
-        inputs = [data_dir / "manifest.json", Path(train["config"])] + base_inputs
-        if name == "eps":  # the control continues from the SAME stage-1 model as RPS
-            argv += ["--stage1_adapter", str(out / "rps" / "stage1")]
-            inputs.append(out / "rps" / "stage1" / "adapter_model.safetensors")
-        adapters[name] = run_dir / "stage2"
-        steps.append(Step(name, [argv], inputs=inputs,
-                          outputs=[run_dir / "manifest.json", run_dir / "stage2" / "adapter_model.safetensors"]))
+    for seed in seeds(config)[0]:  # stage 1 once per training seed (in RPS's run); EPS continues from it
+        suffix = _suffix(seed, "s")
+        for schedule, ratio in SCHEDULES.items():
+            name = schedule + suffix
+            run_dir = out / name
+            argv = [*launcher, "train", *common, "--output_dir", str(run_dir), "--schedule_name", schedule,
+                    "--stage2_lr_ratio", str(ratio)] + ([] if seed is None else ["--seed", str(seed)])
+            inputs = [data_dir / "manifest.json", Path(train["config"])] + base_inputs
+            if schedule == "eps":  # the control continues from the SAME stage-1 model as RPS
+                argv += ["--stage1_adapter", str(out / f"rps{suffix}" / "stage1")]
+                inputs.append(out / f"rps{suffix}" / "stage1" / "adapter_model.safetensors")
+            adapters[name] = run_dir / "stage2"
+            steps.append(Step(name, [argv], inputs=inputs,
+                              outputs=[run_dir / "manifest.json", run_dir / "stage2" / "adapter_model.safetensors"]))
 
     steps.append(_evaluate_step(config, out, adapters, base_inputs))
     steps.append(_compare_step(config, out))
@@ -254,12 +317,15 @@ def _evaluate_step(config: dict, out: Path, adapters: dict[str, Path], base_inpu
     outputs, fresh = [], []
     for item in evaluate["sets"]:
         for name, (model, model_args) in models.items():
-            log_dir = out / "logs" / f"eval-{name}-{_set_name(item)}"
-            run_dir = out / "eval" / f"{name}-{_set_name(item)}"
-            fresh += [log_dir, run_dir]
-            commands.append(_inspect_eval(item, model, model_args, generate, log_dir, sandbox))
-            commands.append(["rps-evals", "report", f"{log_dir}/{LOG}", "--out", str(run_dir)])
-            outputs.append(run_dir / "results.json")
+            for sampling_seed in seeds(config)[1]:
+                run_name = f"{name}{_suffix(sampling_seed, 'p')}-{_set_name(item)}"
+                log_dir = out / "logs" / f"eval-{run_name}"
+                run_dir = out / "eval" / run_name
+                fresh += [log_dir, run_dir]
+                commands.append(_inspect_eval(item, model, model_args, _with_seed(generate, sampling_seed),
+                                              log_dir, sandbox))
+                commands.append(["rps-evals", "report", f"{log_dir}/{LOG}", "--out", str(run_dir)])
+                outputs.append(run_dir / "results.json")
     inputs = [p / "adapter_model.safetensors" for p in adapters.values()] + base_inputs
     return Step("evaluate", commands, inputs=inputs, outputs=outputs, fresh=fresh, server=server, server_url=url)
 
@@ -268,22 +334,34 @@ def _compare_step(config: dict, out: Path) -> Step:
     commands, pieces, inputs = [], {}, []
     for item in config["evaluate"]["sets"]:
         name = _set_name(item)
-        for a, b in COMPARISONS:
-            target = out / "comparisons" / f"{a}-vs-{b}-{name}.json"
-            run_a, run_b = out / "eval" / f"{a}-{name}", out / "eval" / f"{b}-{name}"
-            commands.append(["rps-evals", "compare", str(run_a), str(run_b), "--out", str(target)])
-            pieces[(f"{a}_vs_{b}", name)] = target
-            inputs += [run_a / "results.json", run_b / "results.json"]
+        for x, y in COMPARISONS:
+            target = out / "comparisons" / f"{x}-vs-{y}-{name}.json"
+            side_y, side_x = eval_runs(config, out, y, name), eval_runs(config, out, x, name)
+            commands.append(["rps-evals", "compare", *[",".join(map(str, r)) for r in side_y], "--vs",
+                             *[",".join(map(str, r)) for r in side_x], "--out", str(target)])
+            pieces[(x, y, name)] = target
+            inputs += [run / "results.json" for side in (side_x, side_y) for replicate in side for run in replicate]
 
     def combine() -> None:
-        combined: dict[str, Any] = {"format": FORMAT, "comparisons": {}}
-        for (pair, name), path in pieces.items():
-            combined["comparisons"].setdefault(pair, {})[name] = json.loads(path.read_text())
+        combined: dict[str, Any] = {"format": FORMAT, "comparisons": {}, "verdicts": {}}
+        for (x, y, name), path in pieces.items():
+            comparison = json.loads(path.read_text())
+            combined["comparisons"].setdefault(f"{x}_vs_{y}", {})[name] = comparison
+            combined["verdicts"].setdefault(f"{x}_vs_{y}", {})[name] = named_verdicts(comparison, y, x)
         _write_json(out / "comparison.json", combined)
 
     return Step("compare", commands, inputs=sorted(set(inputs)),
                 outputs=[out / "comparison.json", *pieces.values()], fresh=[out / "comparisons"], finish=combine,
-                note=f"then {out / 'comparison.json'} holds all of them")
+                note=f"then {out / 'comparison.json'} holds all of them, with a verdict per metric")
+
+
+def named_verdicts(comparison: dict[str, Any], a: str, b: str) -> dict[str, str]:
+    """Each metric's one-line verdict (at its Holm-adjusted p; the primary's own), naming the arms."""
+    from rps_evals.replicates import verdict
+
+    return {metric: f"{row['level']} level: " + verdict(row["diff"], row["ci95"], row["p_holm"], row["level"],
+                                                        names=(a, b))
+            for metric, row in comparison["metrics"].items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,7 +566,21 @@ def _summary(out: Path, log) -> dict[str, Any]:
     log(f"\nstudy finished: {summary['comparison']}")
     log(f"data: {summary['pairs']} pairs, eval_overlap_tasks {summary['eval_overlap_tasks']}, reasoning_chars "
         f"p50 chosen {summary['reasoning_chars_p50']['chosen']} / rejected {summary['reasoning_chars_p50']['rejected']}")
+    summary["verdicts"] = print_verdicts(out / "comparison.json", log)
     return summary
+
+
+def print_verdicts(comparison_file: Path, log) -> list[str]:
+    """The study's last lines: one plain verdict per comparison and evaluation set, always "X vs Y"
+    with the difference X - Y, on the primary metric."""
+    verdicts = json.loads(comparison_file.read_text())["verdicts"]
+    lines = [f"{PRIMARY}, X - Y in points (docs/metrics.md, Replicate runs):"]
+    for pair, by_set in verdicts.items():
+        for set_name, per_metric in by_set.items():
+            lines.append(f"  {pair.replace('_vs_', ' vs ')} ({set_name}): {per_metric[PRIMARY]}")
+    for line in lines:
+        log(line)
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="study YAML (configs/study_tiny.yaml, study_qwen3_8b.yaml)")
     parser.add_argument("--out", required=True, help="study directory (manifest study.json)")
     parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")
-    parser.add_argument("--until", metavar="STEP", help=f"stop after this step ({', '.join(STEPS)})")
+    parser.add_argument("--until", metavar="STEP", help=f"stop after this step ({', '.join(STEPS)}; with "
+                                                        "replicates rps-s<seed> and eps-s<seed>)")
     args = parser.parse_args(argv)
     try:
         run(args.config, args.out, dry_run=args.dry_run, until=args.until)

@@ -261,3 +261,63 @@ def test_paired_table_fits_or_scrolls_in_its_own_box(report):
             assert holder.bounding_box()["x"] + holder.bounding_box()["width"] <= 600
         finally:
             browser.close()
+
+
+@pytest.fixture
+def group_report(tmp_path) -> Path:
+    """Replicates: A = runs a, b; B = runs b, a, b (copies, so each label is its own run)."""
+    import shutil
+
+    a, b = two_runs(tmp_path)
+    sides = ([a, b], [b, a, b])
+    copies = [[], []]
+    for side, paths in enumerate(sides):
+        for i, path in enumerate(paths):
+            target = tmp_path / "groups" / f"{'AB'[side]}{i + 1}"
+            shutil.copytree(path, target)
+            copies[side].append(str(target))
+    out = tmp_path / "groups.html"
+    assert main(["view", *copies[0], "--vs", *copies[1], "--out", str(out)]) == 0
+    return out
+
+
+def test_group_report_numbers_come_from_compare_groups(group_report):
+    text = group_report.read_text(encoding="utf-8")
+    # attempts_from_executed_programs is 5/8 in both runs: every dot at 62.5%, B - A exactly 0
+    row = text.split("data-metric='attempts_from_executed_programs'>", 1)[1].split("</tr>", 1)[0]
+    assert row.count("<circle class='run a'") == 2 and row.count("<circle class='run b'") == 3
+    assert row.count("cx='149.0'") == 5  # 4 + 0.625 * 232
+    assert "<td>62.5%</td><td>62.5%</td>" in row and "+0.0" in row
+    assert "http" not in text.split("<main", 1)[0].replace("http-equiv", "")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium; .ci/run does)")
+def test_group_report_in_a_real_browser(group_report):
+    playwright = pytest.importorskip("playwright.sync_api")
+    requests = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(group_report.as_uri())
+            assert requests == [group_report.as_uri()]
+            rows = page.locator("table.groups tr[data-metric]")
+            assert rows.first.get_attribute("data-metric") == "attempts_from_executed_programs"
+            assert rows.first.get_attribute("class") == "primary"
+            # every metric: 2 dots for A, 3 for B, one interval bar, each drawn with a size on screen
+            for i in range(rows.count()):
+                assert rows.nth(i).locator("circle.run.a").count() == 2
+                assert rows.nth(i).locator("circle.run.b").count() == 3
+                assert rows.nth(i).locator("svg.interval line.ci").bounding_box() is not None
+            # program_timeouts: A1 (run a) 1/8, A2 (run b) 0/8: two dots apart; the hover text names the run
+            timeouts = page.locator("tr[data-metric='program_timeouts'] circle.run.a")
+            assert [timeouts.nth(i).get_attribute("cx") for i in range(2)] == ["33.0", "4.0"]  # 4 + rate * 232
+            assert timeouts.nth(0).locator("title").text_content() == "A1: 12.5%"
+            # B - A = 1/24 - 1/16, an interval across zero: the bar crosses the zero line
+            zero = float(page.locator("tr[data-metric='program_timeouts'] line.zero").get_attribute("x1"))
+            bar = page.locator("tr[data-metric='program_timeouts'] line.ci")
+            assert float(bar.get_attribute("x1")) < zero < float(bar.get_attribute("x2"))
+            assert page.locator("section.task").count() == 4  # the tasks of A1 and B1
+        finally:
+            browser.close()

@@ -6,8 +6,11 @@ sibling selectors, no JavaScript), and off-screen task sections are left unrende
 (`content-visibility: auto`). No font, script or image is fetched, so it opens from `file://`.
 
 Every number comes from the core: rates from results.json (or `summarize` for a front end's
-output), intervals from `compare.wilson_interval`, paired tables from `compare.compare_runs`, and
-each task's outcome tags from `scoring.metric_units`.
+output), intervals from `compare.wilson_interval`, paired tables from `compare.compare_runs`, groups
+of replicate runs from `compare.compare_groups`, and each task's outcome tags from
+`scoring.metric_units`. With groups, each run's rate is a dot and the method-level interval of
+B - A a bar, both inline SVG (the browser test reads them); the tasks shown are the first run of
+each side.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from rps_evals.compare import compare_runs, wilson_interval
+from rps_evals.compare import compare_groups, compare_runs, wilson_interval
 from rps_evals.data import Dataset, DatasetError, Task, load_dataset
 from rps_evals.parse import Grid, extract_program, strip_reasoning
 from rps_evals.records import InputError, read_run, write_run
@@ -210,15 +213,25 @@ figcaption{font-size:.78rem;color:#555}
 pre{background:#f4f4f4;padding:.4rem;overflow:auto;max-height:22rem;font-size:.8rem;white-space:pre-wrap;word-break:break-word}
 .none{display:inline-block;width:60px;height:40px;line-height:40px;text-align:center;border:1px dashed #bbb;color:#888;font-size:.75rem}
 img.plot{max-width:100%;background:#fff}
+table.groups{font-size:.9em}table.groups svg{vertical-align:middle}tr.primary td{font-weight:600}
+.dot-a{color:#1f77b4}.dot-b{color:#ff7f0e}
 """
 
 
-def render_report(runs: Sequence[ShownRun]) -> str:
-    """The whole HTML page for one run, or for two runs of the same dataset and k side by side."""
+def render_report(runs: Sequence[ShownRun], groups: tuple[Sequence[ShownRun], Sequence[ShownRun]] | None = None) -> str:
+    """The whole HTML page for one run, or for two runs of the same dataset and k side by side; with
+    `groups` (replicates of A and of B), the method-level section, and `runs` are the runs whose tasks
+    are shown (the first of each side)."""
+    if groups is not None:
+        runs = [groups[0][0], groups[1][0]]
     if not 1 <= len(runs) <= 2:
         raise InputError("view shows one run or two runs (A and B)")
     comparison = None
-    if len(runs) == 2:
+    if groups is not None:
+        comparison = compare_groups([[(run.results, run.records)] for run in groups[0]],
+                                    [[(run.results, run.records)] for run in groups[1]],
+                                    labels=([run.label for run in groups[0]], [run.label for run in groups[1]]))
+    elif len(runs) == 2:
         comparison = compare_runs((runs[0].results, runs[0].records), (runs[1].results, runs[1].records))
     letters = "AB"[: len(runs)]
     # the same units results.json and compare count, under the run's selection policy
@@ -226,6 +239,8 @@ def render_report(runs: Sequence[ShownRun]) -> str:
     tags = _task_tags(runs, units)
     dataset = runs[0].dataset
     title = " vs ".join(run.label for run in runs)
+    if groups is not None:
+        title = " vs ".join(f"{len(side)} runs ({side[0].label}, ...)" for side in groups)
     out = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         # Nothing may be fetched: the page must work offline and leak nothing.
@@ -238,7 +253,7 @@ def render_report(runs: Sequence[ShownRun]) -> str:
         'stroke-width=".05"/></pattern></defs></svg>',
         f"<h1>{_e(title)}</h1>",
         _header(runs, letters),
-        _metrics_section(runs, letters, comparison),
+        _group_section(comparison, groups) if groups is not None else _metrics_section(runs, letters, comparison),
         _pass_at_k_section(runs, letters),
         _filters_and_index(runs, tags, dataset),
         "<main id='tasks'>",
@@ -252,9 +267,10 @@ def render_report(runs: Sequence[ShownRun]) -> str:
     return "\n".join(out)
 
 
-def write_report(runs: Sequence[ShownRun], out: str | Path) -> Path:
+def write_report(runs: Sequence[ShownRun], out: str | Path,
+                 groups: tuple[Sequence[ShownRun], Sequence[ShownRun]] | None = None) -> Path:
     """Render first, then write, so a failure leaves no half-written report."""
-    text = render_report(runs)
+    text = render_report(runs, groups)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -409,6 +425,65 @@ def _metrics_section(runs: Sequence[ShownRun], letters: str, comparison: dict | 
             + _boxed("<table class='paired'>" + head + "".join(rows) + "</table>") + prize_line
             + f"<img class='plot' alt='every metric, A and B rates with 95% intervals' "
               f"src='data:image/png;base64,{comparison_plot_png(comparison)}'>")
+
+
+def _group_section(comparison: dict, groups: tuple[Sequence[ShownRun], Sequence[ShownRun]]) -> str:
+    """Replicates of A and of B: per metric each run's rate as a dot on a 0-100% line, the side means,
+    and B - A with its method-level 95% interval as a bar around zero; p, Holm's p, the noise floor."""
+    limit = max([0.05] + [abs(x) for row in comparison["metrics"].values() for x in row["ci95"]])
+    head = ("<tr><th>metric</th><th>runs: <span class='dot-a'>A</span> / <span class='dot-b'>B</span> "
+            "(0-100%)</th><th>A mean</th><th>B mean</th><th>B - A [95% CI], method level</th><th>p</th>"
+            "<th>p_holm</th><th>noise floor</th></tr>")
+    rows = []
+    for name, row in comparison["metrics"].items():
+        low, high = row["ci95"]
+        primary = " class='primary'" if name == comparison["primary"] else ""
+        rows.append(
+            f"<tr{primary} data-metric='{_e(name)}'><td>{_e(name)}{'*' if primary else ''}</td>"
+            f"<td>{_dots_svg(row, groups)}</td><td>{_pct(row['a_mean'])}</td><td>{_pct(row['b_mean'])}</td>"
+            f"<td>{_interval_svg(row, limit)} {100 * row['diff']:+.1f} "
+            f"<span class='dim ci'>[{100 * low:+.1f}, {100 * high:+.1f}]</span></td>"
+            f"<td>{row['p_value']:.3g}</td><td>{row['p_holm']:.3g}</td>"
+            f"<td>{'-' if row['noise_floor'] is None else _pct(row['noise_floor'])}</td></tr>")
+    runs = "".join(f"<li><b>{letter}{i + 1}</b> {_e(run.label)}</li>" for letter, side in zip("AB", groups)
+                   for i, run in enumerate(side))
+    primary = comparison["metrics"][comparison["primary"]]
+    notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in comparison["notes"])
+    if comparison["warnings"]:
+        notes += (f"<details><summary class='note'>{len(comparison['warnings'])} warning(s)</summary>"
+                  + "".join(f"<p class='note'>{_e(w)}</p>" for w in comparison["warnings"]) + "</details>")
+    return (f"<h2>Metrics (A vs B, {len(groups[0])} and {len(groups[1])} replicates)</h2>{notes}"
+            f"<p class='verdict'><b>{_e(comparison['primary'])}</b>: {_e(primary['verdict'])}</p>"
+            + _boxed("<table class='groups'>" + head + "".join(rows) + "</table>")
+            + "<p class='dim'>* primary metric (p unadjusted); p_holm: Holm-adjusted over the others. Bars: "
+              f"the 95% interval of B - A on a scale of +-{100 * limit:.0f} points, the line at zero.</p>"
+            + f"<details><summary>runs ({sum(len(side) for side in groups)})</summary><ul>{runs}</ul></details>"
+            + "<p class='note'>The tasks below are the first run of each side (A1 and B1).</p>")
+
+
+def _dots_svg(row: dict, groups: tuple[Sequence[ShownRun], Sequence[ShownRun]], width: int = 240) -> str:
+    """One run per dot (A above, B below the line), each side's mean a tick; a run's label on hover."""
+    x = lambda rate: 4 + rate * (width - 8)  # noqa: E731
+    parts = [f"<line x1='4' x2='{width - 4}' y1='11' y2='11' stroke='#ccc'/>"]
+    for side, y, color, runs in (("a", 6, "#1f77b4", groups[0]), ("b", 16, "#ff7f0e", groups[1])):
+        for rate_, run in zip(row[f"{side}_runs"], runs):
+            parts.append(f"<circle class='run {side}' cx='{x(rate_):.1f}' cy='{y}' r='3' fill='{color}' "
+                         f"fill-opacity='.7'><title>{_e(run.label)}: {_pct(rate_)}</title></circle>")
+        mean = row[f"{side}_mean"]
+        parts.append(f"<line class='mean {side}' x1='{x(mean):.1f}' x2='{x(mean):.1f}' y1='{y - 5}' y2='{y + 5}' "
+                     f"stroke='{color}' stroke-width='2'/>")
+    return f"<svg class='dots' width='{width}' height='22' role='img'>{''.join(parts)}</svg>"
+
+
+def _interval_svg(row: dict, limit: float, width: int = 120) -> str:
+    """B - A's 95% interval as a bar on a symmetric scale around a zero line; the point a dot."""
+    x = lambda d: width / 2 + d / limit * (width / 2 - 4)  # noqa: E731
+    low, high = row["ci95"]
+    color = "#333" if low > 0 or high < 0 else "#aaa"  # dark: the interval excludes zero
+    return (f"<svg class='interval' width='{width}' height='14' role='img'>"
+            f"<line class='zero' x1='{width / 2}' x2='{width / 2}' y1='0' y2='14' stroke='#999'/>"
+            f"<line class='ci' x1='{x(low):.1f}' x2='{x(high):.1f}' y1='7' y2='7' stroke='{color}' stroke-width='3'/>"
+            f"<circle cx='{x(row['diff']):.1f}' cy='7' r='2.5' fill='#333'/></svg>")
 
 
 def comparison_plot_png(comparison: dict) -> str:
