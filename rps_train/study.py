@@ -407,7 +407,7 @@ def _expand(argv: list[str]) -> list[str]:
 
 
 # Set for every step of a study that needs nothing from the Hub: without them transformers, datasets
-# and Inspect's hf/ provider still ask huggingface.co about names they were given a path for, and
+# and Inspect's hf/ provider still ask the Hugging Face Hub about names they were given a path for, and
 # retry for minutes on a machine without internet.
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
