@@ -233,3 +233,19 @@ def test_a_run_records_the_top_k_its_requests_carried(tmp_path, monkeypatch, ser
         assert rps_main(["report", log.location, "--out", str(tmp_path / f"run-{name}")]) == 0
         provenance = json.loads((tmp_path / f"run-{name}" / "results.json").read_text())["provenance"]
         assert provenance["generation"]["top_k"] == expected
+
+
+def test_the_published_studys_inspect_lines_send_their_sampling(server, tmp_path, capsys):
+    """`rps-train study --dry-run` of configs/study_qwen3_8b.yaml: its rejected-answer and evaluation
+    lines (vLLM started by Inspect, and the study's own server) carry Qwen3's thinking sampling."""
+    pytest.importorskip("yaml")
+    from rps_train import study
+
+    assert study.main(["--config", str(ROOT / "configs" / "study_qwen3_8b.yaml"), "--out", str(tmp_path / "s"),
+                       "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("inspect eval") and "--temperature" in line]
+    assert any("--model vllm/" in line for line in lines) and any("--model openai-api/" in line for line in lines)
+    for line in lines:
+        _, body = sent_body(line, server)
+        assert_qwen3(body, thinking=True)
