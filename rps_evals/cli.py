@@ -1,12 +1,14 @@
 """`rps-evals`: score recorded responses, report Inspect / lm-eval runs, compare runs or methods, gate CI.
 
-Exit codes: 0 success, 1 the gate failed or `report` was given a run with tasks never run or scored, 2 bad input (usage, files, dataset, sandbox).
+Exit codes: 0 success, 1 the gate failed, `report` was given a run with tasks never run or scored, or
+stdout was closed early (`| head`), 2 bad input (usage, files, dataset, sandbox).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from rps_evals.data import DATASETS, DatasetError, load_dataset
 from rps_evals.execution import DEFAULT_TIMEOUT, SandboxUnavailable, get_executor
-from rps_evals.records import InputError, read_responses, write_run
+from rps_evals.records import InputError, check_run_dir, read_responses, write_run
 from rps_evals.scoring import METRICS, format_table, score_attempts
 from rps_evals.selection import POLICIES
 
@@ -34,6 +36,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rps_evals.provenance import build_provenance, sandbox_info
 
     started = time.monotonic()
+    check_run_dir(args.out)  # before any program runs
     full = load_dataset(args.dataset, args.solutions)
     dataset = full.select(args.task_ids)
     # Every line is checked against the whole dataset (an unknown task id is still an error); lines
@@ -47,6 +50,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     if len(responses) < len(in_file):
         print(f"note: {len(in_file) - len(responses)} of the {len(in_file)} lines of {args.responses} "
               "answer tasks outside --task-ids; they are not scored")
+    pairs = len(dataset.tasks) * args.attempts
+    if len(responses) < pairs:  # said before the table: its zeros include these
+        print(f"note: {pairs - len(responses)} of the {pairs} selected (task, attempt) pairs have no line in "
+              f"{args.responses}; they are scored as missing")
     with get_executor(args.sandbox, timeout=args.timeout) as executor, \
             _progress(len(dataset.tasks) * args.attempts, "running programs") as advance:
         records = score_attempts(dataset, responses, executor, args.attempts, progress=advance)
@@ -65,6 +72,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Turn an Inspect log or an lm-eval output into a run directory, without re-running anything."""
     from rps_evals.reports.readers import read_front_end_run
 
+    check_run_dir(args.out)
     own = load_dataset(args.dataset, args.solutions) if args.dataset else None
     dataset, records, k, options = read_front_end_run(args.log, own)
     status = options.pop("status", None)
@@ -336,6 +344,18 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """The task ids of a dataset (what --task-ids and -T task_ids take), with their sizes."""
+    dataset = load_dataset(args.dataset)
+    print(f"{dataset.name}: {len(dataset.tasks)} tasks, {dataset.num_test_outputs} test outputs")
+    print(f"{'task_id':<10} {'train':>5} {'test':>4}  largest grid")
+    for task in dataset.tasks.values():
+        grids = [g for pair in task.train for g in pair] + task.test_inputs + task.test_outputs
+        rows, cols = max(len(g) for g in grids), max(len(row) for g in grids for row in g)
+        print(f"{task.task_id:<10} {len(task.train):>5} {task.num_tests:>4}  {rows}x{cols}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rps-evals", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -347,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--attempts", type=int, default=2, help="attempts per task k (default 2)")
     score.add_argument("--sandbox", choices=("docker", "local"), default=None,
                        help="where programs run: docker (default) or local (UNSAFE, your own code only)")
-    score.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per transform call")
+    score.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help="seconds per transform call (default: %(default)s)")
     score.add_argument("--task-ids", nargs="+", default=None, help="score only these tasks")
     score.add_argument("--program-synthesis", choices=("allowed", "required", "off"), default=None,
                        help="the prompt mode the responses were generated with, recorded in the provenance "
@@ -357,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write a run directory from an Inspect log or lm-eval output")
     report.add_argument("log", type=Path, help="Inspect .eval/.json log, or lm-eval --output_path result")
-    report.add_argument("--out", required=True, type=Path)
+    report.add_argument("--out", required=True, type=Path, help="run directory to write")
     report.add_argument("--allow-errors", action="store_true",
                         help="write a run with tasks that were not run or not scored (cancelled, crashed); "
                              "results.json records the status. Failed generations need no flag: they are api_errors")
@@ -387,7 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the baseline run, or its replicate runs")
     gate_p.add_argument("--candidate", nargs="+", default=None, metavar="RUN", help="the candidate's replicate runs")
     gate_p.add_argument("--max-drop", action="append", type=_max_drop, default=[], metavar="METRIC=FRACTION",
-                        help=f"allowed drop in rate; metrics: {', '.join(METRICS)}")
+                        help=f"required, repeatable: the largest allowed drop in a metric's rate, e.g. "
+                             f"attempts_from_executed_programs=0.05; metrics: {', '.join(METRICS)}")
     gate_p.add_argument("--alpha", type=float, default=None,
                         help="also require the drop to be significant (p < alpha); one run each: exact McNemar, "
                              "off unless given; replicates: the method-level test, 0.05 unless given")
@@ -398,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="runs per side, tasks and attempts a method comparison needs (power)")
     plan.add_argument("--pilot", nargs="+", metavar="RUN", default=None,
                       help="replicate runs of one method, whose spread gives the variance components")
-    plan.add_argument("--metric", default="attempts_from_executed_programs", help="the metric to plan for")
+    plan.add_argument("--metric", default="attempts_from_executed_programs", help="the metric to plan for (default: %(default)s)")
     plan.add_argument("--effect", type=float, required=True, help="the difference B - A to detect, e.g. 0.10")
     plan.add_argument("--alpha", type=float, default=0.05, help="two-sided level (default 0.05)")
     plan.add_argument("--power", type=float, default=0.8, help="the chance of finding the effect (default 0.8)")
@@ -412,9 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
 
     sandbox = sub.add_parser("sandbox", help="build the sandbox image, or remove leftover sandbox containers")
-    sandbox.add_argument("action", choices=("build", "clean"))
+    sandbox.add_argument("action", choices=("build", "clean"),
+                         help="build the image, or clean (remove) leftover sandbox containers")
     sandbox.add_argument("--mode", choices=("auto", "online", "offline"), default="auto",
-                         help="build: docker build from a registry base, offline (mmdebstrap), or online then offline")
+                         help="build: docker build from a registry base (online), offline (mmdebstrap), or "
+                              "auto: online then offline (default: %(default)s)")
     sandbox.add_argument("--base-image", default=None, help="build: the BASE_IMAGE build argument")
     sandbox.add_argument("--force", action="store_true", help="build: rebuild even if the image exists")
     sandbox.add_argument("--all", action="store_true", help="clean: also containers of live processes")
@@ -436,11 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
     view.set_defaults(func=cmd_view)
 
     draw = sub.add_parser("draw", help="a PNG of one task and a run's attempts at it")
-    draw.add_argument("task_id")
+    draw.add_argument("task_id", help="the task to draw (rps-evals tasks DATASET lists them)")
     draw.add_argument("--run", type=Path, default=None, help="run directory, Inspect log or lm-eval output")
     draw.add_argument("--dataset", choices=DATASETS, default=None, help="draw the task alone, from this dataset")
     draw.add_argument("--out", required=True, type=Path, help="the PNG file to write")
     draw.set_defaults(func=cmd_draw)
+
+    tasks = sub.add_parser("tasks", help="list a dataset's task ids with their train/test counts and grid sizes")
+    tasks.add_argument("dataset", metavar="DATASET",
+                       help=f"one of {', '.join(DATASETS)}, a folder of ARC task files or a challenges JSON")
+    tasks.set_defaults(func=cmd_tasks)
     return parser
 
 
@@ -461,10 +490,15 @@ def main(argv: list[str] | None = None) -> int:
     if any(p is not None and not p >= 0 for p in prices):
         parser.error("--price-in and --price-out must be numbers >= 0")
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a short output meets a closed pipe here, inside this handler, not at exit
+        return code
     except (InputError, DatasetError, SandboxUnavailable) as exc:
         print(f"rps-evals: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `rps-evals compare A B | head`: the reader left; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
 
 
 if __name__ == "__main__":

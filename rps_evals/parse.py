@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from itertools import chain
 from numbers import Integral
 from typing import Any
 
@@ -61,11 +62,18 @@ class ParsedResponse:
     json_predictions: list[Grid | None]  # length m; None where the JSON gave no valid grid
 
 
+_ROWS = frozenset({list, tuple})
+_LIST_ONLY = {list}
+_INT_ONLY = {int}
+_DIGITS = frozenset(range(10))
+
+
 def as_grid(value: Any) -> Grid | None:
     """Return `value` as a strict ARC grid, or None if it is not one.
 
     Strict: 1..30 rows of equal length 1..30; every cell an int (numpy integers and tuples are
-    converted) in 0..9. bool is not an int here, and 1.0 is not 1.
+    converted) in 0..9. bool is not an int here, and 1.0 is not 1. A value that already is a list of
+    int lists comes back as the same object (the caller must not mutate one and expect the other kept).
     """
     if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):  # numpy array or scalar
         try:
@@ -74,6 +82,19 @@ def as_grid(value: Any) -> Grid | None:
             return None
     if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_SIDE:
         return None
+    # The common case, checked in bulk by C loops (no Python code per cell): rows that are lists or
+    # tuples of one width, every cell exactly an int (not bool, not float) in 0..9. A list of int
+    # lists (what JSON decodes to) is returned as it is, not copied.
+    row_types = set(map(type, value))
+    if row_types <= _ROWS:
+        widths = set(map(len, value))
+        if len(widths) != 1 or not 1 <= min(widths) <= MAX_SIDE:
+            return None
+        cells = list(chain.from_iterable(value))
+        if set(map(type, cells)) == _INT_ONLY:
+            if not set(cells) <= _DIGITS:
+                return None
+            return value if type(value) is list and row_types == _LIST_ONLY else [list(row) for row in value]
     width = None
     grid: Grid = []
     for row in value:
@@ -99,6 +120,41 @@ def as_grid(value: Any) -> Grid | None:
             out_row.append(cell)
         grid.append(out_row)
     return grid
+
+
+def grid_problem(value: Any) -> str | None:
+    """Why `value` is not an ARC grid, in words (None when it is one); for reports, not for scoring,
+    which only asks as_grid."""
+    if as_grid(value) is not None:
+        return None
+    if hasattr(value, "tolist") and not isinstance(value, (list, tuple)):
+        try:
+            value = value.tolist()
+        except Exception:
+            return f"a {type(value).__name__} that cannot be read as a list of rows"
+    if value is None:
+        return "None (nothing returned)"
+    if not isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__}, not a list of rows"
+    if not 1 <= len(value) <= MAX_SIDE:
+        return f"{len(value)} rows (a grid has 1 to {MAX_SIDE})"
+    width = None
+    for i, row in enumerate(value):
+        if hasattr(row, "tolist") and not isinstance(row, (list, tuple)):
+            row = row.tolist()
+        if not isinstance(row, (list, tuple)):
+            return f"row {i} is a {type(row).__name__}, not a list of cells"
+        if not 1 <= len(row) <= MAX_SIDE:
+            return f"row {i} has {len(row)} cells (a row has 1 to {MAX_SIDE})"
+        if width is not None and len(row) != width:
+            return f"row {i} has {len(row)} cells, row 0 has {width}"
+        width = len(row)
+        for j, cell in enumerate(row):
+            if isinstance(cell, bool) or type(cell).__name__ == "bool_" or not isinstance(cell, Integral):
+                return f"cell [{i}][{j}] is the {type(cell).__name__} {cell!r} (cells are ints 0-9)"
+            if not 0 <= int(cell) <= 9:
+                return f"cell [{i}][{j}] is {int(cell)} (cells are ints 0-9)"
+    return "not a grid"
 
 
 def strip_reasoning(text: str) -> str:
@@ -265,8 +321,9 @@ def extract_json_predictions(text: str, num_tests: int) -> list[Grid | None]:
     value = _first_json_value(tail)
     if value is None:
         return empty
-    if num_tests == 1 and as_grid(value) is not None:
-        return [as_grid(value)]
+    single = as_grid(value) if num_tests == 1 else None
+    if single is not None:
+        return [single]
     if isinstance(value, list) and len(value) == num_tests:
         return [as_grid(v) for v in value]
     return empty

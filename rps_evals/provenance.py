@@ -47,6 +47,19 @@ def sandbox_info(backend: str | None, image: str | None = None) -> dict[str, Any
     return {"backend": backend, "image": None, "python": None, "numpy": None}
 
 
+# Inspect providers whose request is built by `openai_completion_params`, which has no top_k: a
+# `--top-k` is dropped there and only a `top_k` in the request body (`--extra-body`) is sent.
+TOP_K_IN_BODY_ONLY = ("vllm", "openai-api", "openai", "sglang", "ollama", "openrouter", "llama-cpp-python")
+
+
+def sent_top_k(model: str | None, top_k: int | None, extra_body: dict[str, Any] | None) -> int | None:
+    """The top_k an Inspect model's requests actually carry (null when none is sent)."""
+    provider = (model or "").split("/", 1)[0]
+    if provider in TOP_K_IN_BODY_ONLY:
+        return (extra_body or {}).get("top_k")
+    return top_k
+
+
 def generation_settings(**settings: Any) -> dict[str, Any]:
     """The generation settings that change answers, each key present (null when not set)."""
     return {key: settings.get(key) for key in GENERATION_KEYS}

@@ -23,9 +23,22 @@ class InputError(ValueError):
     """Bad user input (a responses file, a run directory): the message names what is wrong."""
 
 
+# The fields of a responses line (docs/metrics.md, "The responses file"). Any other field is an
+# error: a misspelt "completon" or "eror" would otherwise be read as absent and score a silent zero.
+RESPONSE_FIELDS = ("task_id", "attempt", "completion", "reasoning", "stop_reason", "error",
+                   "output_tokens", "reasoning_tokens", "input_tokens")
+
+
 def parse_response_line(obj: Any, where: str) -> Response:
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    unknown = [key for key in obj if key not in RESPONSE_FIELDS]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(str(unknown[0]), RESPONSE_FIELDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known fields: {', '.join(RESPONSE_FIELDS)})"
+        raise InputError(f"{where}: unknown field {unknown[0]!r}{hint}")
     for key in ("task_id", "attempt"):
         if key not in obj:
             raise InputError(f"{where}: missing field {key!r}")
@@ -77,11 +90,19 @@ def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset 
 def read_response_lines(path: str | Path) -> Iterator[tuple[str, Response]]:
     """(file:line, Response) for each non-blank line of a responses JSONL file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # line by line: a K = 256 file is hundreds of MB, never held twice
+        lines = path.open(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
-    for number, line in enumerate(text.splitlines(), 1):
+    with lines:
+        try:
+            yield from _response_lines(path, lines)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start} of a line)") from None
+
+
+def _response_lines(path: Path, lines) -> Iterator[tuple[str, Response]]:
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -97,10 +118,23 @@ def read_responses(path: str | Path, dataset: Dataset | None = None, k: int | No
     return check_responses(read_response_lines(path), dataset, k)
 
 
-def _atomic_write(path: Path, text: str) -> Path:
+def check_run_dir(out_dir: str | Path) -> Path:
+    """A run directory may be new or an existing directory (its files are replaced), not a file."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} is a file; give a run directory (new or existing) to write into")
+    return out_dir
+
+
+def _atomic_write(path: Path, text: str | Iterable[str]) -> Path:
+    """`text` (or its pieces, written one by one) in a temporary file beside `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines([text] if isinstance(text, str) else text)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return Path(tmp)
 
 
@@ -122,12 +156,19 @@ def write_run(out_dir: str | Path, dataset: Dataset, records: Iterable[AttemptRe
         result["status"] = status
     texts = {
         "results.json": json.dumps(result, indent=2) + "\n",
-        "attempts.jsonl": "".join(json.dumps(r.to_dict()) + "\n" for r in complete),
+        "attempts.jsonl": (json.dumps(r.to_dict()) + "\n" for r in complete),  # streamed: the largest file
         "submission.json": json.dumps(submission(dataset, complete, k, result["selection"])) + "\n",
     }
-    out_dir = Path(out_dir)
+    out_dir = check_run_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    temps = {name: _atomic_write(out_dir / name, text) for name, text in texts.items()}
+    temps: dict[str, Path] = {}
+    try:
+        for name, text in texts.items():
+            temps[name] = _atomic_write(out_dir / name, text)
+    except BaseException:  # nothing half-written: no file replaced until every one is complete
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        raise
     for name, tmp in temps.items():
         os.replace(tmp, out_dir / name)
     return result

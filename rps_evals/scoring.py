@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+from functools import lru_cache
 from typing import Any, Callable, Iterable, Sequence
 
 from rps_evals.data import Dataset, Task
 from rps_evals.execution import Execution, Executor, Program
-from rps_evals.parse import MAX_SIDE, Grid, as_grid, parse_response
+from rps_evals.parse import MAX_SIDE, Grid, as_grid, grid_problem, parse_response
 from rps_evals.prompt import PROMPT_VERSION
 from rps_evals import selection
 from rps_evals.attempts import AttemptRecord, Response, missing_record  # noqa: F401  (re-exported)
@@ -123,7 +124,13 @@ def hardcoded_reason(task: Task, program: str | None, execution: Execution) -> s
     Our reading: when both hold, the reason is `literal_output`."""
     if execution.status != "ok" or not program:
         return None
-    literals = grid_literals(program)
+    return _hardcoded(task, program, [as_grid(v) for v in [*execution.test_outputs, *execution.train_outputs]])
+
+
+def _hardcoded(task: Task, program: str, returned: list[Grid | None]) -> str | None:
+    """hardcoded_reason of a program that ran cleanly, given its outputs already read as grids
+    (test outputs first, then training outputs; None where one is not a grid)."""
+    literals = _grid_literals_cached(program) if program else ()
     if literals:
         key = lambda grid: tuple(map(tuple, grid))  # noqa: E731
         inputs = {key(g) for g in [*task.test_inputs, *(i for i, _ in task.train)]}
@@ -131,24 +138,37 @@ def hardcoded_reason(task: Task, program: str | None, execution: Execution) -> s
         if any(key(g) in outputs for g in literals):
             return "literal_output"
     train_outputs = [o for _, o in task.train]
-    returned = [*execution.test_outputs, *execution.train_outputs]
     if len(returned) == task.num_tests + len(task.train) and any(o != train_outputs[0] for o in train_outputs):
         # compared as grids: tuples, lists and numpy arrays of the same cells are the same grid
-        first = as_grid(returned[0])
-        if first is not None and all(as_grid(v) == first for v in returned[1:]):
+        first = returned[0]
+        if first is not None and all(v == first for v in returned[1:]):
             return "constant_output"
     return None
 
 
+@lru_cache(maxsize=4096)
+def _grid_literals_cached(source: str) -> tuple:
+    """grid_literals, once per distinct source: at K = 256 a model often writes the same program
+    for many attempts of a task, and parsing it is most of the cost of the check."""
+    return tuple(grid_literals(source))
+
+
 def score_attempt(task: Task, response: Response | None, json_predictions: list[Grid | None],
-                  execution: Execution, attempt: int) -> AttemptRecord:
-    """Combine one response's parse and execution into its record (pure: no I/O)."""
+                  execution: Execution, attempt: int, program: str | None = None) -> AttemptRecord:
+    """Combine one response's parse and execution into its record (pure: no I/O). `program`: the
+    source that ran, when the caller has it from program_for (otherwise the response is parsed
+    again to find it)."""
     if response is None:
         return missing_record(task, attempt)
+    # every returned value read as a grid once: test outputs, then training outputs
+    test_grids = [as_grid(v) for v in execution.test_outputs[:task.num_tests]]
+    test_grids += [None] * (task.num_tests - len(test_grids))
+    train_grids = [as_grid(v) for v in execution.train_outputs[:len(task.train)]]
+    train_grids += [None] * (len(task.train) - len(train_grids))
     predictions: list[Grid | None] = []
     origins: list[str | None] = []
     for j in range(task.num_tests):
-        from_program = as_grid(execution.test_outputs[j]) if j < len(execution.test_outputs) else None
+        from_program = test_grids[j]
         if from_program is not None:
             predictions.append(from_program)
             origins.append("program")
@@ -164,8 +184,7 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
         source = "json_fallback"
     else:
         source = "invalid"
-    train_outputs = list(execution.train_outputs) + [None] * (len(task.train) - len(execution.train_outputs))
-    train_matches = [as_grid(got) == expected for got, (_, expected) in zip(train_outputs, task.train)]
+    train_matches = [got == expected for got, (_, expected) in zip(train_grids, task.train)]
     ran = execution.status != "no_program"
     train_verified = ran and all(train_matches)
     train_accuracy = sum(train_matches) / len(train_matches) if ran and train_matches else 0.0
@@ -183,15 +202,27 @@ def score_attempt(task: Task, response: Response | None, json_predictions: list[
         input_tokens=response.input_tokens,
         stop_reason=response.stop_reason,
         api_error=api_error,
-        error=execution.error,
+        error=execution.error or _not_a_grid(execution, test_grids),
         # the source the executor ran: program_for is how every front end gets it
-        hardcoded=hardcoded_reason(task, program_for(task, response)[0].source, execution)
-        if execution.status == "ok" else None,
+        hardcoded=_hardcoded(task, program or program_for(task, response)[0].source or "",
+                             [*test_grids, *train_grids]) if execution.status == "ok" else None,
         completion=response.completion,
         reasoning=response.reasoning,
         output_tokens=response.output_tokens,
         reasoning_tokens=response.reasoning_tokens,
     )
+
+
+def _not_a_grid(execution: Execution, test_grids: list[Grid | None]) -> str:
+    """For a program that ran cleanly: why a test output it returned is not a grid (the first
+    one), so a report can say why the attempt has no prediction from it; "" otherwise."""
+    if execution.status != "ok":
+        return ""
+    for j, grid in enumerate(test_grids):
+        if grid is None:
+            value = execution.test_outputs[j] if j < len(execution.test_outputs) else None
+            return f"the program ran, but its output for test {j + 1} is not a grid: {grid_problem(value)}"
+    return ""
 
 
 def score_attempts(dataset: Dataset, responses: Iterable[Response], executor: Executor, k: int = 2,
@@ -205,8 +236,8 @@ def score_attempts(dataset: Dataset, responses: Iterable[Response], executor: Ex
     prepared = [program_for(task, response) for task, _, response in slots]
     executions = executor.run([program for program, _ in prepared], progress=progress)
     return [
-        score_attempt(task, response, json_predictions, execution, a)
-        for (task, a, response), (_, json_predictions), execution in zip(slots, prepared, executions)
+        score_attempt(task, response, json_predictions, execution, a, program.source)
+        for (task, a, response), (program, json_predictions), execution in zip(slots, prepared, executions)
     ]
 
 

@@ -6,18 +6,23 @@ built here (a test compares them), so every front end serves with the same flags
   model length: a counted token-limit hit); lm-eval's default 15,360 new tokens plus the longest
   ARC prompt (about 25k tokens) fit in it.
 - `--max-lora-rank 16`: the configs' `lora_r` (the trainer prints the value for other ranks).
-- `--reasoning-parser qwen3` for Inspect only: the thinking comes back apart (`reasoning_content`)
-  and the solver keeps it beside the text. lm-eval reads only the message text, so for it the server
-  runs without a parser: the `<think>` block stays in the text, where the core's parser removes it
-  and the token-limit count sees it.
+- `--reasoning-parser qwen3` for Inspect only: the thinking comes back apart (vLLM 0.34's `reasoning`
+  field; vLLM 0.10's `reasoning_content`: Inspect reads both) and the solver keeps it beside the
+  text. lm-eval reads only the message text, so for it the server runs without a parser: the
+  `<think>` block stays in the text, where the core's parser removes it and the token-limit count
+  sees it.
 
 Two ways for Inspect:
-(a) Inspect starts vLLM itself for one adapter: `--model vllm/<base>:<adapter dir>`;
+(a) Inspect starts vLLM itself for one adapter: `--model vllm/<base>:<adapter dir>`. The line
+    starts with `env -u VLLM_BASE_URL`: with that variable set, Inspect's `vllm/` provider would
+    silently use whatever server it names instead of starting its own;
 (b) one `vllm serve --enable-lora --lora-modules rps=DIR eps=DIR` server, and each adapter
-    evaluated by name through Inspect's OpenAI-compatible provider: `--model openai-api/vllm/rps`
-    with VLLM_BASE_URL / VLLM_API_KEY set.
-Qwen3's thinking switch is a chat-template argument, passed per request through `--extra-body`;
-the sampling settings are the ones the Qwen3 model card recommends for each mode.
+    evaluated by name through Inspect's OpenAI-compatible provider: `--model openai-api/vllm/rps`;
+    each such line names the server it relies on (`env VLLM_BASE_URL=... VLLM_API_KEY=...`).
+Qwen3's thinking switch is a chat-template argument, and `top_k` / `min_p` are not OpenAI request
+fields: Inspect's OpenAI-compatible request (`openai_completion_params`, used by `vllm/` and
+`openai-api/`) drops `--top-k`, so all three travel in the request body (`--extra-body`), where vLLM
+reads them. The sampling settings are the ones the Qwen3 model card recommends for each mode.
 
     python -m rps_evals.serving --base Qwen/Qwen3-8B --adapter rps=runs/rps/adapter \\
         --adapter eps=runs/eps/adapter --thinking off     # prints the commands
@@ -36,6 +41,7 @@ MAX_LORA_RANK = 16
 # The reasoning parser each front end needs (see the module docstring for why they differ).
 REASONING_PARSER = {"inspect": "qwen3", "lm-eval": None}
 SERVICE = "vllm"  # openai-api/<service>/<model>: Inspect reads <SERVICE>_BASE_URL and <SERVICE>_API_KEY
+BASE_URL_VAR = "VLLM_BASE_URL"  # also read by Inspect's vllm/ provider: set, it starts no server
 
 # Qwen3 model card: thinking mode T=0.6, top_p=0.95, top_k=20, min_p=0; non-thinking T=0.7, top_p=0.8.
 QWEN3_SAMPLING = {
@@ -112,23 +118,36 @@ def served_model(name: str) -> str:
 
 
 def generate_args(thinking: bool, max_tokens: int | None = None) -> list[str]:
-    """Inspect generation flags for Qwen3 with thinking on or off (vLLM-backed providers)."""
+    """Inspect generation flags for Qwen3 with thinking on or off (vLLM-backed providers): temperature
+    and top_p are OpenAI request fields; top_k, min_p and the thinking switch go in the body."""
     sampling = QWEN3_SAMPLING[thinking]
+    body = {"top_k": sampling["top_k"], "min_p": sampling["min_p"],
+            "chat_template_kwargs": {"enable_thinking": thinking}}
     args = ["--temperature", str(sampling["temperature"]), "--top-p", str(sampling["top_p"]),
-            "--top-k", str(sampling["top_k"]),
-            "--extra-body", json.dumps({"chat_template_kwargs": {"enable_thinking": thinking},
-                                        "min_p": sampling["min_p"]}, separators=(",", ":"))]
+            "--extra-body", json.dumps(body, separators=(",", ":"))]
     # No --max-tokens by default: vLLM then lets an answer run to the server's --max-model-len and
     # stops it there (a token_limit_hit); a max_tokens that does not fit beside a long prompt would
     # instead make vLLM refuse the request (an api_error).
     return args + (["--max-tokens", str(max_tokens)] if max_tokens else [])
 
 
+def server_env(model: str, server_url: str | None = None, api_key: str = "EMPTY") -> list[str]:
+    """The `env ...` prefix of an eval line: a `vllm/` model (Inspect starts the server) runs without
+    VLLM_BASE_URL; a line that relies on a running server names it."""
+    if model.startswith("vllm/"):
+        return ["env", "-u", BASE_URL_VAR]
+    if server_url:
+        return ["env", f"{BASE_URL_VAR}={server_url}", f"{SERVICE.upper()}_API_KEY={api_key}"]
+    return []
+
+
 def eval_command(task: str, model: str, thinking: bool, task_args: dict[str, str] | None = None,
-                 max_tokens: int | None = None, log_dir: str | None = None) -> list[str]:
+                 max_tokens: int | None = None, log_dir: str | None = None,
+                 server_url: str | None = None) -> list[str]:
     """One `inspect eval` command line (with the server arguments when Inspect starts vLLM itself);
-    `log_dir` keeps one model's logs apart from another's (Inspect's default is ./logs for all)."""
-    args = ["inspect", "eval", task, "--model", model]
+    `log_dir` keeps one model's logs apart from another's (Inspect's default is ./logs for all);
+    `server_url`: the running server an `openai-api/` model is evaluated through."""
+    args = [*server_env(model, server_url), "inspect", "eval", task, "--model", model]
     if model.startswith("vllm/"):
         args += inspect_vllm_args()
     for key, value in (task_args or {}).items():
@@ -147,17 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rps_evals.serving",
                                      description="Print the vLLM + Inspect commands for LoRA adapters.")
     parser.add_argument("--base", help="base model, e.g. Qwen/Qwen3-8B")
-    parser.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR", help="repeatable")
-    parser.add_argument("--task", default="rps_evals/arc2")
-    parser.add_argument("--thinking", choices=("on", "off"), default="on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
+                        help="a LoRA adapter served under NAME (repeatable)")
+    parser.add_argument("--task", default="rps_evals/arc2", help="Inspect task (default: %(default)s)")
+    parser.add_argument("--thinking", choices=("on", "off"), default="on",
+                        help="Qwen3 thinking mode and its sampling settings (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="vllm serve port (default: %(default)s)")
     parser.add_argument("--front-end", choices=tuple(REASONING_PARSER), default="inspect",
                         help="print the recipe for Inspect (default) or lm-eval")
     parser.add_argument("-T", dest="task_args", action="append", default=[], metavar="KEY=VALUE")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--print-serve", action="store_true", help="print only the vllm serve command")
     mode.add_argument("--print-eval", action="store_true",
-                      help="print only the inspect eval command for --model; it passes on its own arguments")
+                      help="print only the inspect eval command for --model; it passes on its own arguments "
+                      "(an openai-api/ model: the server in $VLLM_BASE_URL / $VLLM_API_KEY)")
     parser.add_argument("--model", help="with --print-eval: the Inspect model")
     parser.add_argument("--smoke", action="store_true",
                         help="vLLM + two LoRA adapters of a tiny model, end to end (rps_evals/serving_smoke.py)")
@@ -208,10 +230,11 @@ def main(argv: list[str] | None = None) -> int:
                                       log_dir=f"logs/{name}")))
     print("\n# (b) one server for the base model and every adapter, then one eval per model name")
     print(shell_line(serve))
-    print(f"export VLLM_BASE_URL=http://localhost:{args.port}/v1 VLLM_API_KEY=EMPTY")
+    url = f"http://localhost:{args.port}/v1"
     for name in list(adapters) or [args.base]:
         log_dir = f"logs/{name}" if adapters else "logs/base"
-        print(shell_line(eval_command(args.task, served_model(name), thinking, task_args, log_dir=log_dir)))
+        print(shell_line(eval_command(args.task, served_model(name), thinking, task_args, log_dir=log_dir,
+                                      server_url=url)))
     return 0
 
 

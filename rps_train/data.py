@@ -27,6 +27,7 @@ runs/qwen3-0.6b-arc2 --out data/rps_dpo`, or `rps-train data --config FILE` (key
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import statistics
 import json
@@ -706,9 +707,12 @@ def make_parser():
     from trl import TrlParser
 
     parser = TrlParser(BuildConfig, prog="rps-train data", description=__doc__.split("\n\n")[0])
+    # default SUPPRESS: the field's own option sets the default (exclude), and the help does not
+    # print this flag's store_false default as "(default: True)"
     parser.add_argument("--allow-eval-overlap", "--allow_eval_overlap", dest="exclude_eval_overlap",
-                        action="store_false", help="keep evaluation tasks (the study's literal data); the "
-                                                   "contamination report is printed and in the manifest")
+                        action="store_false", default=argparse.SUPPRESS,
+                        help="keep evaluation tasks (the study's literal data; default: left out); the "
+                             "contamination report is printed and in the manifest")
     add_config_option(parser, "BuildConfig")
     return parser
 

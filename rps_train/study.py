@@ -406,10 +406,30 @@ def _expand(argv: list[str]) -> list[str]:
     return [str(_find_log(Path(a[: -len(LOG) - 1]))) if a.endswith("/" + LOG) else a for a in argv]
 
 
-def _environment() -> dict[str, str]:
-    """This Python's scripts first on PATH, so `rps-train`/`inspect` are the ones installed with it."""
-    env = dict(os.environ)
+# Set for every step of a study that needs nothing from the Hub: without them transformers, datasets
+# and Inspect's hf/ provider still ask the Hugging Face Hub about names they were given a path for, and
+# retry for minutes on a machine without internet.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _is_local(config: dict) -> bool:
+    """Every model and data set of the study is a path: the tiny model it builds (or a model
+    directory), a rejected model loaded by `model_path`, the traces a file."""
+    base_local = bool(config.get("tiny_model")) or Path(config["base_model"]).is_dir()
+    rejected_local = "model_path" in (config["rejected"].get("model_args") or {})
+    traces = config["data"].get("traces")
+    return base_local and rejected_local and (traces is None or Path(str(traces)).is_file())
+
+
+def _environment(config: dict) -> dict[str, str]:
+    """The steps' environment: this Python's scripts first on PATH, so `rps-train`/`inspect` are the
+    ones installed with it; the Hub switched off for a local study; no VLLM_BASE_URL from the
+    caller (Inspect's vllm/ provider would use that server instead of starting its own; a step
+    with a server of its own sets it to that server)."""
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_BASE_URL"}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if _is_local(config):
+        env.update(OFFLINE_ENV)
     return env
 
 
@@ -470,8 +490,10 @@ class StepFailed(RuntimeError):
         self.code = code
 
 
-def print_plan(steps: list[Step], out: Path, log=print) -> None:
+def print_plan(steps: list[Step], out: Path, log=print, offline: bool = False) -> None:
     log(f"# rps-train study: {len(steps)} steps into {out} (manifest {out / 'study.json'})")
+    log("# steps run without the caller's VLLM_BASE_URL" + (
+        " and with " + " ".join(f"{k}={v}" for k, v in OFFLINE_ENV.items()) if offline else ""))
     for step in steps:
         log(f"\n# step {step.name}" + (f": {step.note}" if step.note else ""))
         if step.server:
@@ -492,7 +514,7 @@ def run(config_path: str, out_dir: str, dry_run: bool = False, until: str | None
     if until is not None and until not in [s.name for s in steps]:
         raise StudyError(f"--until must be one of {', '.join(s.name for s in steps)}, got {until!r}")
     if dry_run:
-        print_plan(steps, out, log)
+        print_plan(steps, out, log, offline=_is_local(config))
         return {}
     manifest_path = out / "study.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -500,7 +522,7 @@ def run(config_path: str, out_dir: str, dry_run: bool = False, until: str | None
         raise StudyError(f"{manifest_path} is not a study manifest of this version")
     manifest.update(format=FORMAT, config=config, config_file=str(Path(config_path).resolve()))
     manifest.setdefault("steps", {})
-    env = _environment()
+    env = _environment(config)
     changed = False
     for step in steps:
         key = step_key(step)

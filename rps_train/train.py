@@ -33,8 +33,8 @@ from rps_train.options import add_config_option, parse_with_config
 
 FORMAT = "rps-train-run/1"
 REFERENCES = ("stage1", "base")
-# vLLM accepts only these --max-lora-rank values.
-VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# The --max-lora-rank values every supported vLLM accepts (0.10 refuses 1; later releases add it).
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
@@ -200,9 +200,9 @@ def commands(base_model: str, name: str, adapter: Path, rank: int, inspect_task:
         "# Serve the adapter with vLLM (put the other schedule's adapter, e.g. eps=DIR, in the same --lora-modules):",
         shlex.join(vllm_serve_args(base_model, {name: adapter_dir}, max_lora_rank=vllm_max_lora_rank(rank))),
         "# Evaluate it through that server with Inspect:",
-        f"export VLLM_BASE_URL=http://localhost:{DEFAULT_PORT}/v1 VLLM_API_KEY=EMPTY",
-        shlex.join(eval_command(inspect_task, served_model(name), thinking=True)),
-        "# or let Inspect start vLLM with the adapter itself:",
+        shlex.join(eval_command(inspect_task, served_model(name), thinking=True,
+                                server_url=f"http://localhost:{DEFAULT_PORT}/v1")),
+        "# or let Inspect start vLLM with the adapter itself (no VLLM_BASE_URL, or it would use that server):",
         shlex.join(eval_command(inspect_task, inspect_vllm_model(base_model, adapter_dir), thinking=True)),
         f"# then: rps-evals report <log> --out runs/eval-{name}; rps-evals compare runs/eval-rps runs/eval-eps",
     ])

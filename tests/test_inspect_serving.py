@@ -82,8 +82,8 @@ def test_the_printed_eval_flags_are_valid_inspect_flags(tmp_path):
 
     (log_file,) = tmp_path.glob("*.eval")
     config = read_eval_log(str(log_file), header_only=True).plan.config
-    assert (config.temperature, config.top_p, config.top_k) == (0.7, 0.8, 20)
-    assert config.extra_body == {"chat_template_kwargs": {"enable_thinking": False}, "min_p": 0.0}
+    assert (config.temperature, config.top_p, config.top_k) == (0.7, 0.8, None)
+    assert config.extra_body == {"top_k": 20, "min_p": 0.0, "chat_template_kwargs": {"enable_thinking": False}}
 
 
 def test_cli_prints_both_ways(capsys):
@@ -115,18 +115,18 @@ def test_cli_prog_and_one_log_dir_per_model(capsys):
         main(["--help"])
     assert capsys.readouterr().out.startswith("usage: python -m rps_evals.serving ")
     assert main(["--base", "Qwen/Qwen3-8B", "--adapter", "rps=/a/rps", "--adapter", "eps=/a/eps"]) == 0
-    evals = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("inspect eval")]
+    evals = [line.split() for line in capsys.readouterr().out.splitlines() if "inspect eval" in line]
     log_dirs = {argv[argv.index("--model") + 1]: argv[argv.index("--log-dir") + 1] for argv in evals}
     assert log_dirs == {"vllm/Qwen/Qwen3-8B:/a/rps": "logs/rps", "vllm/Qwen/Qwen3-8B:/a/eps": "logs/eps",
                         "openai-api/vllm/rps": "logs/rps", "openai-api/vllm/eps": "logs/eps"}
     assert main(["--base", "Qwen/Qwen3-8B"]) == 0
-    evals = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("inspect eval")]
+    evals = [line.split() for line in capsys.readouterr().out.splitlines() if "inspect eval" in line]
     assert [argv[argv.index("--log-dir") + 1] for argv in evals] == ["logs/base", "logs/base"]
 
 
 def test_docs_inspect_started_vllm_line_is_the_built_one():
     """docs/inspect.md's (a) command is what `python -m rps_evals.serving --thinking on` prints for rps."""
-    (line,) = [c for c in _doc_commands((ROOT / "docs/inspect.md").read_text(), "inspect eval ")
+    (line,) = [c for c in _doc_commands((ROOT / "docs/inspect.md").read_text(), "env -u VLLM_BASE_URL inspect eval ")
                if "--model vllm/Qwen/Qwen3-8B:" in c]
     model = "vllm/Qwen/Qwen3-8B:$PWD/runs/rps_qwen3_8b/stage2"
     built = eval_command("rps_evals/arc2", model, thinking=True, log_dir="logs/rps")

@@ -240,7 +240,7 @@ def test_printed_commands(runs):
     assert f"vllm serve {runs['model']} --port 8000 --max-model-len 40960 --enable-lora --max-lora-rank 8 " \
            f"--max-loras 1 --lora-modules eps={adapter}" in printed
     assert "inspect eval rps_evals/arc2 --model openai-api/vllm/eps" in printed
-    assert f"inspect eval rps_evals/arc2 --model vllm/{runs['model']}:{adapter}" in printed
+    assert f"env -u VLLM_BASE_URL inspect eval rps_evals/arc2 --model vllm/{runs['model']}:{adapter}" in printed
     assert trainer_mod.vllm_max_lora_rank(8) == 8 and trainer_mod.vllm_max_lora_rank(12) == 16
 
 

@@ -1,10 +1,11 @@
 """`rps-train study`: the plan it prints, what it skips when resumed, and the tiny study end to end.
 
 The end-to-end test runs configs/study_tiny.yaml for real (tiny random Qwen3, Inspect's hf/
-provider, the Docker sandbox, TRL on CPU), kills it between stages and resumes it. Cost on the
-2-core development machine with one seed per arm: 267 s wall (146 s CPU) on a quiet machine, 434 s
-while shared with other jobs; with the 2 training seeds per arm of issue 17: 885 s at load average
-12 to 14, where the one-seed steps of the same run took about 1.4x less (marked slow).
+provider, the Docker sandbox, TRL on CPU) with the network unreachable (tests/network_guard.py),
+kills it between stages and resumes it. Cost on the 2-core development machine with one seed per
+arm: 267 s wall (146 s CPU) on a quiet machine, 434 s while shared with other jobs, 747 s at load 12
+to 18; with the 2 training seeds per arm of issue 17: 885 s at load average 12 to 14, where the
+one-seed steps of the same run took about 1.4x less (marked slow).
 """
 
 from __future__ import annotations
@@ -82,6 +83,35 @@ def test_bad_configs_are_refused_before_anything_runs(tmp_path, capsys):
     assert ("--until must be one of model, rejected, data, rps-s0, eps-s0, rps-s1, eps-s1, evaluate, compare"
             in capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
+
+
+def test_steps_run_offline_and_without_the_callers_vllm_server(tmp_path, monkeypatch, capsys):
+    """A study made of paths needs no Hub: its steps get the offline switches. No step inherits the
+    caller's VLLM_BASE_URL (Inspect's vllm/ provider would silently use that server)."""
+    for name in study.OFFLINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VLLM_BASE_URL", "http://elsewhere:8000/v1")
+    envs: dict[str, dict] = {}
+
+    def fake_run_step(step, env, log):
+        envs[step.name] = env
+        for path in step.outputs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(step.name) if path.suffix else path.mkdir(exist_ok=True)
+
+    monkeypatch.setattr(study, "run_step", fake_run_step)
+    monkeypatch.setattr(study, "_summary", lambda out, log: {})
+    study.run(str(TINY), str(tmp_path / "s"), log=lambda *_: None)
+    assert {"model", "rejected", "data", "evaluate", "compare"} <= set(envs)  # and the training steps
+    for env in envs.values():
+        assert "VLLM_BASE_URL" not in env
+        assert {k: env.get(k) for k in study.OFFLINE_ENV} == study.OFFLINE_ENV
+    # the published study downloads its models and traces: no offline switches, still no VLLM_BASE_URL
+    published = study._environment(study.load_config(str(QWEN3_8B), tmp_path / "p"))
+    assert "VLLM_BASE_URL" not in published and "HF_HUB_OFFLINE" not in published
+    assert study.main(["--config", str(TINY), "--out", str(tmp_path / "d"), "--dry-run"]) == 0
+    assert ("# steps run without the caller's VLLM_BASE_URL and with HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 "
+            "TRANSFORMERS_OFFLINE=1") in capsys.readouterr().out
 
 
 def test_resume_skips_what_is_up_to_date(tmp_path, monkeypatch):
@@ -171,8 +201,13 @@ def test_tiny_study_end_to_end_killed_and_resumed(tmp_path):
     from docker_support import require_image
 
     require_image()
+    from network_guard import guarded_env
+
     out = tmp_path / "study"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # the network unreachable, no offline switches from the caller (the study sets its own), and a
+    # VLLM_BASE_URL that no step may use
+    env = {k: v for k, v in os.environ.items() if k not in study.OFFLINE_ENV}
+    env, requests = guarded_env({**env, "VLLM_BASE_URL": "http://127.0.0.1:9/v1"}, tmp_path / "guard")
     argv = [sys.executable, "-m", "rps_train", "study", "--config", str(TINY), "--out", str(out)]
     first = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
@@ -228,6 +263,7 @@ def test_tiny_study_end_to_end_killed_and_resumed(tmp_path):
         results = json.loads((out / "eval" / f"{name}-arc1-evaluation" / "results.json").read_text())
         assert results["metrics"]["api_errors"] == {"n": 0, "of": 3, "rate": 0.0}
     assert "study finished" in second.stdout
+    assert not requests.exists(), requests.read_text()[:2000]  # no request tried to leave the machine
     last = second.stdout.strip().splitlines()[-3:]  # the last lines: one plain verdict per comparison
     assert [line.split(":")[0] for line in last] == [
         "  rps vs eps (arc1-evaluation)", "  rps vs base (arc1-evaluation)", "  eps vs base (arc1-evaluation)"]

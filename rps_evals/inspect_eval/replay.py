@@ -42,6 +42,7 @@ from inspect_ai.model import (
     ModelUsage,
 )
 from inspect_ai.tool import ToolChoice, ToolInfo
+from inspect_ai._util.error import PrerequisiteError  # non-public: Inspect prints it without a traceback
 
 from rps_evals.attempts import Response
 from rps_evals.inspect_eval.generation import (
@@ -63,6 +64,15 @@ def demo_responses_path() -> Path:
     return Path(str(files("rps_evals") / "data" / DEMO_RESPONSES))
 
 
+class ReplayArgumentError(PrerequisiteError, ValueError):
+    """A bad rps/replay model or `-M` argument (a missing or malformed responses file): Inspect
+    prints a PrerequisiteError's message alone, not a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        ValueError.__init__(self, message)
+
+
 class ReplayAPI(ModelAPI):
     """Serves a responses file by (task id, attempt); `rps/replay` is its only model name. It is
     `generation.SelectionAware`: it names the demo's tasks and refuses a selection it cannot serve."""
@@ -72,11 +82,14 @@ class ReplayAPI(ModelAPI):
                  **model_args: Any) -> None:
         super().__init__(model_name, base_url, api_key, [], config)
         if model_name != "replay":
-            raise ValueError(f"unknown rps model {model_name!r}: the only one is rps/replay")
+            raise ReplayArgumentError(f"unknown rps model {model_name!r}: the only one is rps/replay")
         if model_args:
-            raise ValueError(f"rps/replay takes only -M responses=FILE.jsonl, not {', '.join(model_args)}")
+            raise ReplayArgumentError(f"rps/replay takes only -M responses=FILE.jsonl, not {', '.join(model_args)}")
         self.path = Path(responses) if responses else demo_responses_path()
-        self.responses = read_recordings(self.path)
+        try:
+            self.responses = read_recordings(self.path)
+        except InputError as exc:
+            raise ReplayArgumentError(f"rps/replay: {exc}") from None
         self._calls: dict[Any, int] = defaultdict(int)
         self._lock = threading.Lock()
 

@@ -13,6 +13,7 @@ import json
 from typing import Any, Sequence
 
 from inspect_ai import Task
+from inspect_ai._util.error import PrerequisiteError  # non-public: Inspect prints it without a traceback
 from inspect_ai.dataset import MemoryDataset, Sample
 from inspect_ai.log import HeadlineMetric
 from inspect_ai.model import GenerateConfig, Model
@@ -27,7 +28,7 @@ from rps_evals.inspect_eval.sandbox import compose_file
 from rps_evals.inspect_eval.scorer import arc_scorer
 from rps_evals.inspect_eval.solver import arc_attempts, takes_num_choices
 from rps_evals.prompt import ProgramSynthesis, build_prompt, prompt_version
-from rps_evals.provenance import build_provenance, generation_settings, sandbox_info
+from rps_evals.provenance import build_provenance, generation_settings, sandbox_info, sent_top_k
 from rps_evals.selection import DEFAULT_POLICY, check_policy, check_prices
 
 # Finite by default so a dead or hung server ends in counted api_errors instead of a stuck run:
@@ -35,8 +36,13 @@ from rps_evals.selection import DEFAULT_POLICY, check_policy, check_prices
 DEFAULT_CONFIG = GenerateConfig(max_retries=3, attempt_timeout=1800, timeout=3600)
 
 
-class TaskParameterError(ValueError):
-    """A bad `-T` parameter: raised while building the task, before any generation."""
+class TaskParameterError(PrerequisiteError, ValueError):
+    """A bad `-T` parameter: raised while building the task, before any generation. A
+    PrerequisiteError, so `inspect eval` prints the message alone, not a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        ValueError.__init__(self, message)
 
 
 # -- task ------------------------------------------------------------------------------------------
@@ -174,7 +180,8 @@ def _model_provenance(model: Model | None, attempts: int) -> tuple[str | None, d
     config = DEFAULT_CONFIG.merge(model.config).merge(active_generate_config())
     n = attempts if attempts > 1 and takes_num_choices(model) else 1
     return str(model), generation_settings(temperature=config.temperature, top_p=config.top_p,
-                                           top_k=config.top_k, max_tokens=config.max_tokens,
+                                           top_k=sent_top_k(str(model), config.top_k, config.extra_body),
+                                           max_tokens=config.max_tokens,
                                            seed=config.seed, num_choices=n)
 
 

@@ -158,14 +158,15 @@ def _why_unfinished(log) -> str:
 
 def _inspect_provenance(recorded: dict[str, Any], log) -> dict[str, Any]:
     """The task's block, with the model and generation settings the log knows if the task did not."""
-    from rps_evals.provenance import generation_settings
+    from rps_evals.provenance import generation_settings, sent_top_k
 
     provenance = dict(recorded)
     provenance["model"] = provenance.get("model") or log.eval.model
     if provenance.get("generation") is None:
         config = log.plan.config.merge(log.eval.model_generate_config)
         provenance["generation"] = generation_settings(
-            temperature=config.temperature, top_p=config.top_p, top_k=config.top_k,
+            temperature=config.temperature, top_p=config.top_p,
+            top_k=sent_top_k(log.eval.model, config.top_k, config.extra_body),
             max_tokens=config.max_tokens, seed=config.seed, num_choices=config.num_choices)
     return provenance
 
