@@ -44,7 +44,7 @@ from rps_evals.execution import Program  # noqa: E402
 from rps_evals.execution.docker import DockerExecutor  # noqa: E402
 from rps_evals.execution.image import LABEL, docker_client, ensure_image  # noqa: E402
 from rps_evals.execution.protocol import RUNNER_IN_IMAGE, execution_from_answer  # noqa: E402
-from rps_evals.sandbox import runner  # noqa: E402  (numpy, PRELOAD and to_jsonable, as in the sandbox)
+from rps_evals.sandbox.runner import main as runner_main, protocol as runner  # noqa: E402  (numpy, PRELOAD and to_jsonable, as in the sandbox)
 
 HARDENING = ["--network", "none", "--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m,mode=1777",
              "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--pids-limit", "128",
@@ -110,7 +110,7 @@ def _bare_child(program: Program, fd: int) -> None:
 
 def bare_fork(programs: list[Program], workers: int) -> tuple[float, list[str]]:
     """(0): one fork per program from this warm process, `workers` children at a time."""
-    runner._preload(runner.PRELOAD)
+    runner_main.preload(runner_main.PRELOAD)
     statuses = [""] * len(programs)
     running: dict[int, list] = {}  # read end -> [index, pid, chunks]
     todo = iter(range(len(programs)))

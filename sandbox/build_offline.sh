@@ -2,7 +2,7 @@
 # Build the sandbox image on a machine that reaches no container registry (CI, air-gapped hosts).
 # The base is made from the host's own apt sources: mmdebstrap (Debian python3 + numpy + scipy)
 # -> `docker import`, then the normal Dockerfile is built on it with BASE_IMAGE. Idempotent: the
-# image tag is a hash of runner.py + Dockerfile + the base image's name, and an existing image with that tag is kept.
+# image tag is a hash of runner/*.py + Dockerfile + the base image's name, and an existing image with that tag is kept.
 # Usage: bash sandbox/build_offline.sh [--force]      (--force: rebuild the image, keep the base)
 # Online, rps_evals.execution.image.ensure_image() (the CLI's `sandbox build`) builds on the official image.
 set -euo pipefail
@@ -11,7 +11,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 suite="${RPS_SANDBOX_SUITE:-bookworm}"
 base="rps-evals-sandbox-base:$suite"
 # The tag covers the base too (another Python or numpy is another image): rps_evals.execution.image.
-hash=$({ cat "$here/runner.py" "$here/Dockerfile"; printf 'BASE_IMAGE=%s' "$base"; } | sha256sum | cut -c1-12)
+hash=$({ cat $(LC_ALL=C ls "$here"/runner/*.py) "$here/Dockerfile"; printf 'BASE_IMAGE=%s' "$base"; } | sha256sum | cut -c1-12)
 image="rps-evals-sandbox:$hash"
 force="${1:-}"
 

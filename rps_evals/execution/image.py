@@ -31,11 +31,13 @@ OFFLINE_BASE_IMAGE = f"rps-evals-sandbox-base:{os.environ.get('RPS_SANDBOX_SUITE
 
 
 def sandbox_hash(base_image: str = DEFAULT_BASE_IMAGE) -> str:
-    """12 hex digits of sha256(runner.py + Dockerfile + "BASE_IMAGE=<base>"): the image tag, so an
+    """12 hex digits of sha256(runner/*.py in name order + Dockerfile + "BASE_IMAGE=<base>"): the image tag, so an
     image built from other sources, or on another base (another Python or numpy), is never taken for
     this one (sandbox/build_offline.sh computes the same)."""
     sandbox = files("rps_evals.sandbox")
-    data = (sandbox / "runner.py").read_bytes() + (sandbox / "Dockerfile").read_bytes()
+    runner = sorted((entry for entry in (sandbox / "runner").iterdir() if entry.name.endswith(".py")),
+                    key=lambda entry: entry.name.encode())
+    data = b"".join(entry.read_bytes() for entry in runner) + (sandbox / "Dockerfile").read_bytes()
     return hashlib.sha256(data + f"BASE_IMAGE={base_image}".encode()).hexdigest()[:12]
 
 
