@@ -24,6 +24,15 @@ def runner_command(runner: str, *, timeout: float, memory_mb: int, workers: int 
             "--memory-mb", str(memory_mb), *extra]
 
 
+WALL_FACTOR = 5  # the runner's own (sandbox/runner/limits.py)
+
+
+def wall_limit(cpu_limit: float) -> float:
+    """The wall-clock backstop of a call whose CPU time limit is `cpu_limit` seconds: the runner's
+    rule (sandbox/runner/limits.py), repeated here for provenance and docs."""
+    return WALL_FACTOR * cpu_limit
+
+
 MAX_SOURCE_CHARS = 1 << 20  # the runner's own limit (sandbox/runner/limits.py): a longer program never runs
 MAX_REQUEST_BYTES = 64 << 20  # the runner's own limit on one request line
 

@@ -66,6 +66,15 @@ class Job:
         self.next_cpu_check = now + max(CPU_POLL_MIN, left / CPUS)
         return False
 
+    def _ended_over(self, cpu_total: float) -> bool:
+        """A call (or the module-level code) that ended having used more than its CPU limit is a
+        timeout all the same, however quickly it ended: what it used decides, not when we looked."""
+        if cpu_total - self.call_cpu_start <= self.timeout:
+            return False
+        self.timed_out = "cpu"
+        self.must_kill = True
+        return True
+
     def _forged(self, why: str = "the program wrote to the runner's result channel") -> None:
         if self.fatal is None:
             self.fatal, self.fatal_at = why, self.done_calls
@@ -85,6 +94,8 @@ class Job:
             try:
                 msg = strict_loads(line)
                 if not self.loaded and "loaded" in msg:
+                    if self._ended_over(float(msg["loaded"])):
+                        return
                     self.loaded = True
                     self._start_call(float(msg["loaded"]))
                     continue
@@ -104,6 +115,8 @@ class Job:
             except Exception:  # anything a program can write there is its own failure
                 self._forged()
                 continue
+            if self._ended_over(cpu):
+                return
             if error is not None:
                 self.call_errors[i] = tail(str(error))
             else:

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=2.0, help="default seconds per transform call")
     parser.add_argument("--memory-mb", type=int, default=1024, help="address-space limit per program")
     parser.add_argument("--fsize-mb", type=int, default=1, help="largest file a program may write")
-    parser.add_argument("--nproc", type=int, default=64,
+    parser.add_argument("--nproc", type=int, default=256,
                         help="processes + threads a program may add (not enforceable for root); 0: no limit")
     parser.add_argument("--hello", action="store_true", help="write a ready line once started")
     parser.add_argument("--no-preload", action="store_true", help="import only numpy up front")

@@ -21,7 +21,7 @@ from . import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, check, libc, prctl, seccomp
 from .limits import MAX_OUTPUT_JSON, NOFILE, request_timeout
 from .procs import cpu_seconds, descendants
 from .protocol import (DUMPS, EXIT, LOADS, REQUEST_FD, RESULT_FD, WRITE, CallFailed, OutputTooLarge,
-                       flush_prints, tail, to_jsonable, write_line)
+                       flush_prints, np, tail, to_jsonable, write_line)
 
 PROGRAM_FILE = "<program>"  # the program's __file__ and its name in tracebacks
 PROGRAM_MODULE = "__rps_program__"  # the program's __name__ (so `if __name__ == "__main__"` blocks never run)
@@ -80,7 +80,7 @@ def program_main(config: dict, fds: list[int]) -> None:
         os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         take_fds([null, output_w, output_w, result_w, request_fd], [0, 1, 2, RESULT_FD, REQUEST_FD])
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # as python3 sets it: a closed pipe is BrokenPipeError
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         become_program(config)
@@ -114,6 +114,29 @@ def program_main(config: dict, fds: list[int]) -> None:
     run_program(request)
 
 
+def as_a_script() -> None:
+    """What differs between a forked copy of the zygote and a fresh `python3 script.py`, made as
+    python3 has it: a fresh numpy global RNG (the zygote's state would give every program the same
+    "random" numbers; Python's `random` reseeds itself at fork), the recursion depth a script has
+    (the runner's own frames below the program count against the limit), and shared memory
+    without the resource tracker process (it needs exec; the cleanup after every program removes
+    what a program leaves in /dev/shm)."""
+    if np is not None:
+        np.random.seed()
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    # The runner's frames below the program, and one more for the C call into it (tests/
+    # test_sandbox_idioms.py checks the depth a program reaches equals a script's).
+    sys.setrecursionlimit(sys.getrecursionlimit() + depth + 1)
+    try:
+        from multiprocessing import resource_tracker
+    except ImportError:
+        return
+    resource_tracker.register = resource_tracker.unregister = lambda name, rtype: None
+    resource_tracker.ensure_running = lambda: None
+
+
 def run_program(request: dict) -> None:
     inputs = [DUMPS(grid) for grid in request["inputs"]]  # each call gets a fresh copy
     # A real module registered in sys.modules (in this process only): dataclasses, pickle (for
@@ -129,6 +152,7 @@ def run_program(request: dict) -> None:
     # no mtime, so linecache never looks for a file of that name.
     linecache.cache[PROGRAM_FILE] = (len(source), None, source.splitlines(True), PROGRAM_FILE)
     os.register_at_fork(after_in_parent=lambda: _forked.append(1))
+    as_a_script()
     try:
         exec(compile(source, PROGRAM_FILE, "exec"), namespace)
         transform = namespace.get("transform")
