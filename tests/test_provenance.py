@@ -74,7 +74,7 @@ def test_provenance_block_has_every_field_and_nulls_for_the_unknown():
     assert list(block) == ["rps_evals_version", "dataset", "dataset_hash", "k", "prompt_version", "prompt_hash",
                            "program_synthesis", "exec_timeout", "exec_wall_limit", "sandbox", "model", "generation"]
     assert (block["dataset"], block["k"], block["exec_timeout"]) == ("arc2:evaluation", 3, 5.0)
-    assert block["exec_wall_limit"] == 25.0  # 5 CPU seconds per call, stopped at 5 x that of wall-clock time
+    assert block["exec_wall_limit"] == 50.0  # 5 CPU seconds per call, stopped at 10 x that of wall-clock time
     assert (block["prompt_version"], block["program_synthesis"]) == ("arc-prog-v1-off", "off")
     assert block["prompt_hash"] == PINNED_PROMPT_HASHES["arc-prog-v1-off"]
     unknown = build_provenance(dataset, 2, None, 2.0, sandbox)

@@ -64,9 +64,10 @@ def test_nothing_to_run_is_no_program(executor):
     "import time\ndef transform(grid):\n    time.sleep(30)\n",
     "while True:\n    pass\n",  # at import
 ])
-def test_a_call_past_its_limit_is_a_timeout(executor, source):
+def test_a_call_past_its_limit_is_a_timeout(source):
     start = time.monotonic()
-    result = run(executor, source)
+    with LocalExecutor(timeout=0.3, workers=1) as executor:  # 0.3 s of CPU; a sleeper ends at 3 s of wall
+        result = run(executor, source)
     assert result.status == "timeout" and "limit" in result.error
     assert time.monotonic() - start < 10
 

@@ -24,7 +24,7 @@ def runner_command(runner: str, *, timeout: float, memory_mb: int, workers: int 
             "--memory-mb", str(memory_mb), *extra]
 
 
-WALL_FACTOR = 5  # the runner's own (sandbox/runner/limits.py)
+WALL_FACTOR = 10  # the runner's own (sandbox/runner/limits.py)
 
 
 def wall_limit(cpu_limit: float) -> float:

@@ -15,8 +15,8 @@ SWEEP_ROUNDS = 1000  # rounds of killing a program's leftover processes before t
 # program's module-level code) may use in all its threads and processes, measured by the kernel, so
 # the load of the machine never decides a `timeout`. A call that uses little CPU but does not end
 # (sleeps, waits, deadlocks, or is starved) is stopped by the wall-clock backstop, WALL_FACTOR times
-# the CPU limit: a program at its CPU limit still ends in time with a fifth of a core.
-WALL_FACTOR = 5
+# the CPU limit: a program at its CPU limit still ends in time with a tenth of a core.
+WALL_FACTOR = 10
 CPU_POLL_MIN = 0.02  # seconds between two CPU measurements of a running program, at least
 NOFILE = 1024  # open files of a program: what python3 gets on a usual host (Pool(64) needs ~130)
 

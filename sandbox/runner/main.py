@@ -9,6 +9,7 @@ import signal
 
 from . import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, prctl, seccomp
 from .procs import count_own_tasks
+from .program import without_resource_tracker
 from .supervisor import Runner
 
 # Also warm, if present: what model programs import most. scipy.ndimage makes every fork ~1 ms
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     workers = 1 if args.exclusive else max(1, args.workers)
     if not args.no_preload:
         preload(PRELOAD)
+    without_resource_tracker()
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs stay ours, so we can kill and reap them
     prctl(PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace us or open /proc/<us>/mem
     seccomp.prepare()

@@ -117,18 +117,24 @@ def program_main(config: dict, fds: list[int]) -> None:
 def as_a_script() -> None:
     """What differs between a forked copy of the zygote and a fresh `python3 script.py`, made as
     python3 has it: a fresh numpy global RNG (the zygote's state would give every program the same
-    "random" numbers; Python's `random` reseeds itself at fork), the recursion depth a script has
-    (the runner's own frames below the program count against the limit), and shared memory
-    without the resource tracker process (it needs exec; the cleanup after every program removes
-    what a program leaves in /dev/shm)."""
-    if np is not None:
-        np.random.seed()
+    "random" numbers; Python's `random` reseeds itself at fork) and the recursion depth a script
+    has (the runner's own frames below the program count against the limit). Shared memory:
+    without_resource_tracker, once for every program."""
+    if np is not None:  # 128 bits from the OS: ~10 us, where seed() with no argument takes ~0.5 ms
+        np.random.seed(np.frombuffer(os.urandom(16), dtype=np.uint32))
     depth, frame = 0, sys._getframe()
     while frame is not None:
         depth, frame = depth + 1, frame.f_back
     # The runner's frames below the program, and one more for the C call into it (tests/
     # test_sandbox_idioms.py checks the depth a program reaches equals a script's).
     sys.setrecursionlimit(sys.getrecursionlimit() + depth + 1)
+
+
+def without_resource_tracker() -> None:
+    """multiprocessing's SharedMemory registers every segment with a resource tracker, a process it
+    starts by exec, which seccomp refuses: no tracker (it only unlinks what a program forgot, and
+    the cleanup after every program removes what a program leaves in /dev/shm). Called before the
+    zygote forks, so every program has it without paying for it."""
     try:
         from multiprocessing import resource_tracker
     except ImportError:
