@@ -349,7 +349,7 @@ def test_missing_docker_sdk_says_which_extra_to_install(monkeypatch):
 def test_sandbox_files_ship_with_the_package():
     """(The image tag's rule, shared by Python and build_offline.sh, is tested in test_provenance.py.)"""
     sandbox = files("rps_evals.sandbox")
-    for name in ("runner/__main__.py", "runner/main.py", "Dockerfile", "compose.yaml", "build_offline.sh"):
+    for name in ("runner/__main__.py", "runner/main.py", "Dockerfile", "requirements.txt", "compose.yaml", "build_offline.sh"):
         assert (sandbox / name).is_file(), name
 
 

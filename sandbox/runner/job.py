@@ -91,6 +91,10 @@ class Job:
             self.must_kill = True
             self.buffer = b""
         for line in lines:
+            if self.loaded and self.done_calls >= len(self.outputs):  # every call reported: nothing may follow
+                self._forged()
+                self.must_kill = True
+                return
             try:
                 msg = strict_loads(line)
                 if not self.loaded and "loaded" in msg:
@@ -99,10 +103,6 @@ class Job:
                     self.loaded = True
                     self._start_call(float(msg["loaded"]))
                     continue
-                if self.done_calls >= len(self.outputs):
-                    self._forged()
-                    self.must_kill = True
-                    return
                 if "fatal" in msg:
                     self._forged(tail(str(msg["fatal"])))
                     continue
