@@ -436,7 +436,7 @@ def transform(grid):
 
 def test_the_zygote_reaps_the_siblings_a_program_gave_it():
     """Behind seccomp: without the filter, 40 clone(CLONE_PARENT) children are the zygote's (within
-    the 64 processes a program may add, as a non-root runner counts them). It
+    the 256 processes a program may add, as a non-root runner counts them). It
     reaps every child, not only those it forked, and the sweep kills the live ones: the next
     program finds the zygote with one child, itself."""
     if os.uname().machine != "x86_64":
