@@ -102,9 +102,11 @@ BARE_PARENT = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 from runner import main as runner_main, protocol
+import gc
 
 runner_main.preload(runner_main.PRELOAD)
 share = json.loads(sys.stdin.readline())
+gc.freeze()  # as the runner does before its zygote forks
 print("ready", flush=True)
 sys.stdin.readline()  # go
 
@@ -186,6 +188,8 @@ from runner.zygote import Zygote
 runner_main.preload(runner_main.PRELOAD)
 program.without_resource_tracker()
 seccomp.prepare()
+import gc
+gc.freeze()
 N = int(sys.argv[2])
 CALLS = [[[1, 2], [3, 4]]] * 4
 SOURCE = "def transform(grid):\n    return grid\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import signal
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs stay ours, so we can kill and reap them
     prctl(PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace us or open /proc/<us>/mem
     seccomp.prepare()
+    # Everything imported so far (numpy, scipy, ...) out of the collector's reach: a collection in a
+    # program would otherwise write to every object's header and copy most of the zygote's pages.
+    gc.freeze()
     runner = Runner(workers, config, args.exclusive, args.cleanup_limit)
     runner.serve(args.hello)
     runner.zygote.sock.close()  # the zygote ends at end of input; reap it
