@@ -28,8 +28,8 @@ class ProgramSynthesis(str, Enum):
 
 # One id per mode: the three texts differ, so their scores are different measurements.
 PROMPT_VERSIONS = {
-    ProgramSynthesis.ALLOWED: "arc-prog-v1",
-    ProgramSynthesis.REQUIRED: "arc-prog-v1-required",
+    ProgramSynthesis.ALLOWED: "arc-prog-v2",  # v2: names the sandbox's numpy and scipy versions
+    ProgramSynthesis.REQUIRED: "arc-prog-v2-required",
     ProgramSynthesis.OFF: "arc-prog-v1-off",
 }
 PROMPT_VERSION = PROMPT_VERSIONS[ProgramSynthesis.ALLOWED]  # the default mode's (the RPS report's)
@@ -40,17 +40,20 @@ def format_grid(grid: Grid) -> str:
     return "[\n" + ",\n".join(" " + json.dumps(row, separators=(", ", ": ")) for row in grid) + "\n]"
 
 
+# What the sandbox has (sandbox/requirements.txt pins it; tests/test_provenance.py checks they agree).
+_LIBRARIES = "Python 3.11 with numpy 2.4 and scipy 1.17 is available."
+
 _INSTRUCTIONS = {
     ProgramSynthesis.ALLOWED: (
         "You may solve it by writing a Python program. If you do, define `def transform(grid)` that "
         "takes one input grid (a list of lists of ints 0-9) and returns the output grid; it will be "
         "run on every test input, and its outputs are used in place of your written predictions. "
-        "numpy is available."
+        + _LIBRARIES
     ),
     ProgramSynthesis.REQUIRED: (
         "Solve it by writing a Python program: define `def transform(grid)` that takes one input "
         "grid (a list of lists of ints 0-9) and returns the output grid. It will be run on every "
-        "test input. numpy is available."
+        "test input. " + _LIBRARIES
     ),
     ProgramSynthesis.OFF: "Do not write code: work out the output grids directly.",
 }

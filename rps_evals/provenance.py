@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any, Iterable, Sequence
 
 from rps_evals.data import Dataset
+from rps_evals.execution.protocol import wall_limit
 from rps_evals.prompt import ProgramSynthesis, prompt_hash, prompt_version
 
 GENERATION_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "seed", "num_choices")
@@ -30,21 +31,25 @@ def rps_evals_version() -> str:
 
 
 def sandbox_info(backend: str | None, image: str | None = None) -> dict[str, Any]:
-    """{backend, image {tag, id}, python, numpy} of where programs run. `docker`: the image's own
+    """{backend, image {tag, id}, python, numpy, scipy} of where programs run. `docker`: the image's own
     versions (one short container per image and process); `local`: this interpreter's; any other
     (an Inspect sandbox provider such as k8s): only its name, the rest unknown."""
     backend = backend or "docker"
     if backend == "local":
-        try:
-            numpy_version = metadata.version("numpy")
-        except metadata.PackageNotFoundError:
-            numpy_version = None
-        return {"backend": "local", "image": None, "python": platform.python_version(), "numpy": numpy_version}
+        return {"backend": "local", "image": None, "python": platform.python_version(),
+                "numpy": _installed("numpy"), "scipy": _installed("scipy")}
     if backend == "docker":
         from rps_evals.execution.image import image_identity
 
         return {"backend": "docker", **image_identity(image)}
-    return {"backend": backend, "image": None, "python": None, "numpy": None}
+    return {"backend": backend, "image": None, "python": None, "numpy": None, "scipy": None}
+
+
+def _installed(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 # Inspect providers whose request is built by `openai_completion_params`, which has no top_k: a
@@ -79,7 +84,8 @@ def build_provenance(dataset: Dataset, k: int, program_synthesis: ProgramSynthes
         "prompt_version": prompt_version(mode) if mode else None,
         "prompt_hash": prompt_hash(mode) if mode else None,
         "program_synthesis": mode.value if mode else None,
-        "exec_timeout": float(exec_timeout),
+        "exec_timeout": float(exec_timeout),  # CPU seconds per call
+        "exec_wall_limit": wall_limit(float(exec_timeout)),  # the wall-clock backstop per call
         "sandbox": sandbox,
         "model": model,
         "generation": generation,

@@ -243,7 +243,7 @@ def test_a_missing_attempt_is_missing_in_inspect_as_in_score(tmp_path):
     block = log.eval.metadata["rps_evals"]["provenance"]
     assert log.results.scores[0].params["provenance"] == block
     assert (block["dataset"], block["k"], block["exec_timeout"]) == ("arc1:training", 2, 3.0)
-    assert (block["program_synthesis"], block["prompt_version"]) == ("allowed", "arc-prog-v1")
+    assert (block["program_synthesis"], block["prompt_version"]) == ("allowed", "arc-prog-v2")
     assert block["sandbox"]["backend"] == "local"
     assert reported["provenance"] == {**block, "model": "rps/replay", "generation": reported["provenance"]["generation"]}
     assert core["provenance"]["program_synthesis"] is None  # a responses file does not say its prompt

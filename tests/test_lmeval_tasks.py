@@ -65,7 +65,7 @@ def test_docs_are_one_per_arc_task_with_the_shared_prompt():
     assert first["dataset_hash"] == dataset.file_hash
     off = lmeval.load_docs("arc1:training", program_synthesis="off")["test"][0]
     assert lmeval.doc_to_text(off) == build_prompt(load_dataset("arc1:training").tasks[off["task_id"]], "off")
-    assert (first["prompt_version"], off["prompt_version"]) == ("arc-prog-v1", "arc-prog-v1-off")  # per mode
+    assert (first["prompt_version"], off["prompt_version"]) == ("arc-prog-v2", "arc-prog-v1-off")  # per mode
     with pytest.raises(ValueError):
         lmeval.load_docs("arc1:training", program_synthesis="sometimes")
 

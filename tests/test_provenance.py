@@ -24,7 +24,21 @@ PINNED_PROMPT_HASHES = {
     "arc-prog-v1": "1966d4a1cd653db1e3b87858ae887593f97a1976c8eebc0689a69bf61077a115",
     "arc-prog-v1-required": "5d4876e3779e72742b58ab0179b6dc7a994d9b689b39f9db50a6736a8484ed8a",
     "arc-prog-v1-off": "d09fc0fd20bfac6d7b534fec4bce0cb79fae6707b2413b10ebf2e45917fa8036",
+    "arc-prog-v2": "44ce2d29da65aba5147a62df6761e6e9b252d66cd0130fb7490dd55ac08905da",
+    "arc-prog-v2-required": "df6e18ec994949bb725d71ba2ce176389d3dbc8ff19b7125802141e39042b2a5",
 }
+
+
+def test_the_prompt_names_the_numpy_and_scipy_the_sandbox_pins():
+    """A new pin in sandbox/requirements.txt must come with a prompt that names it (and so a new
+    prompt version): the model is told which numpy its program gets."""
+    from rps_evals.execution.local import image_pins
+
+    pins = {name: ".".join(version.split(".")[:2]) for name, version in image_pins().items()}
+    assert f"numpy {pins['numpy']} and scipy {pins['scipy']} is available" in prompt._LIBRARIES
+    task = load_dataset("arc1:training").tasks["25ff71a9"]
+    for mode in ("allowed", "required"):
+        assert prompt._LIBRARIES in build_prompt(task, mode)
 
 
 @pytest.mark.parametrize("mode", list(ProgramSynthesis))
@@ -40,7 +54,7 @@ def test_a_text_change_without_a_version_bump_is_caught(monkeypatch):
     assert prompt_version("off") == "arc-prog-v1-off"
     assert prompt_hash("off") != PINNED_PROMPT_HASHES["arc-prog-v1-off"]
     monkeypatch.setattr(prompt, "_EXAMPLE", prompt._EXAMPLE.replace("Example", "Demo"))
-    assert prompt_hash("allowed") != PINNED_PROMPT_HASHES["arc-prog-v1"]  # the example block counts too
+    assert prompt_hash("allowed") != PINNED_PROMPT_HASHES["arc-prog-v2"]  # the example block counts too
 
 
 def test_the_modes_have_distinct_texts_and_versions():
@@ -58,8 +72,9 @@ def test_provenance_block_has_every_field_and_nulls_for_the_unknown():
     block = build_provenance(dataset, 3, "off", 5, sandbox, model="vllm/rps",
                              generation={"temperature": 0.6})
     assert list(block) == ["rps_evals_version", "dataset", "dataset_hash", "k", "prompt_version", "prompt_hash",
-                           "program_synthesis", "exec_timeout", "sandbox", "model", "generation"]
+                           "program_synthesis", "exec_timeout", "exec_wall_limit", "sandbox", "model", "generation"]
     assert (block["dataset"], block["k"], block["exec_timeout"]) == ("arc2:evaluation", 3, 5.0)
+    assert block["exec_wall_limit"] == 50.0  # 5 CPU seconds per call, stopped at 10 x that of wall-clock time
     assert (block["prompt_version"], block["program_synthesis"]) == ("arc-prog-v1-off", "off")
     assert block["prompt_hash"] == PINNED_PROMPT_HASHES["arc-prog-v1-off"]
     unknown = build_provenance(dataset, 2, None, 2.0, sandbox)
@@ -93,8 +108,8 @@ def test_local_sandbox_versions_are_this_interpreters():
 
     info = sandbox_info("local")
     assert info == {"backend": "local", "image": None, "python": platform.python_version(),
-                    "numpy": metadata.version("numpy")}
-    assert sandbox_info("k8s") == {"backend": "k8s", "image": None, "python": None, "numpy": None}
+                    "numpy": metadata.version("numpy"), "scipy": metadata.version("scipy")}
+    assert sandbox_info("k8s") == {"backend": "k8s", "image": None, "python": None, "numpy": None, "scipy": None}
 
 
 def test_score_writes_provenance_and_old_runs_still_load(tmp_path):
@@ -138,7 +153,7 @@ def test_responses_file_token_counts_are_checked(tmp_path, capsys):
 def test_image_tag_covers_the_base_image():
     assert image.SANDBOX_IMAGE == image.image_tag(image.DEFAULT_BASE_IMAGE)
     assert image.DEFAULT_BASE_IMAGE == "python:3.11-slim-bookworm"  # the Dockerfile's ARG default
-    assert image.OFFLINE_SANDBOX_IMAGE != image.SANDBOX_IMAGE  # Debian's numpy 1.24 vs the pinned 2.x
+    assert image.OFFLINE_SANDBOX_IMAGE != image.SANDBOX_IMAGE  # another base (Debian's python3 3.11.2)
     assert image.image_tag("python:3.12-slim") != image.SANDBOX_IMAGE
 
 
@@ -154,8 +169,6 @@ def test_offline_build_script_computes_the_same_tag():
 
 @pytest.mark.docker
 def test_docker_sandbox_versions_are_read_from_the_image(tmp_path, monkeypatch):
-    from importlib import metadata
-
     from docker_support import require_image
 
     require_image()
@@ -164,14 +177,13 @@ def test_docker_sandbox_versions_are_read_from_the_image(tmp_path, monkeypatch):
     tag = image.sandbox_image()
     info = sandbox_info("docker")
     cached = json.loads((tmp_path / "rps-evals" / "image-versions.json").read_text())
-    assert cached == {info["image"]["id"]: {"python": info["python"], "numpy": info["numpy"]}}
+    assert cached == {info["image"]["id"]: {"python": info["python"], "numpy": info["numpy"], "scipy": info["scipy"]}}
     assert info["backend"] == "docker" and info["image"]["tag"] == tag
     assert info["image"]["id"].startswith("sha256:")
     # asked another way, inside the image: its own metadata of numpy, not this machine's
     client = image.docker_client()
     out = client.containers.run(tag, ["python3", "-c", "import importlib.metadata as m, sys; "
-                                      "print(m.version('numpy'), '%d.%d.%d' % sys.version_info[:3])"],
+                                      "print(m.version('numpy'), m.version('scipy'), '%d.%d.%d' % sys.version_info[:3])"],
                                 remove=True, network_disabled=True).decode().split()
-    assert [info["numpy"], info["python"]] == out
-    if tag == image.OFFLINE_SANDBOX_IMAGE:
-        assert info["numpy"].startswith("1.24.") and info["numpy"] != metadata.version("numpy")
+    assert [info["numpy"], info["scipy"], info["python"]] == out
+    assert info["numpy"].startswith("2.")  # the pin of sandbox/requirements.txt, online and offline alike

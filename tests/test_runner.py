@@ -64,9 +64,10 @@ def test_nothing_to_run_is_no_program(executor):
     "import time\ndef transform(grid):\n    time.sleep(30)\n",
     "while True:\n    pass\n",  # at import
 ])
-def test_a_call_past_its_limit_is_a_timeout(executor, source):
+def test_a_call_past_its_limit_is_a_timeout(source):
     start = time.monotonic()
-    result = run(executor, source)
+    with LocalExecutor(timeout=0.3, workers=1) as executor:  # 0.3 s of CPU; a sleeper ends at 3 s of wall
+        result = run(executor, source)
     assert result.status == "timeout" and "limit" in result.error
     assert time.monotonic() - start < 10
 
@@ -406,8 +407,8 @@ def _patched_runner(patch: str, *sources):
     """The runner in a process of its own with `patch` applied to its module first (to reach the
     defences behind the seccomp filter)."""
     lines = [json.dumps({"id": i, "source": source, "inputs": [G1], "num_tests": 1}) for i, source in enumerate(sources)]
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(RUNNER_PATH)!r}); import runner; {patch}; "
-            "runner.main(['--workers', '1', '--timeout', '10'])")
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(RUNNER_PATH)!r}); import runner.main; {patch}; "
+            "runner.main.main(['--workers', '1', '--timeout', '10'])")
     done = subprocess.run([sys.executable, "-I", "-c", code], input="\n".join(lines) + "\n",
                           capture_output=True, text=True, timeout=120)
     return done, [json.loads(line) for line in done.stdout.splitlines()]
@@ -435,12 +436,12 @@ def transform(grid):
 
 def test_the_zygote_reaps_the_siblings_a_program_gave_it():
     """Behind seccomp: without the filter, 40 clone(CLONE_PARENT) children are the zygote's (within
-    the 64 processes a program may add, as a non-root runner counts them). It
+    the 256 processes a program may add, as a non-root runner counts them). It
     reaps every child, not only those it forked, and the sweep kills the live ones: the next
     program finds the zygote with one child, itself."""
     if os.uname().machine != "x86_64":
         pytest.skip("the program uses x86_64 syscall numbers")
-    done, answers = _patched_runner("runner._seccomp_filter = lambda: None", SIBLINGS, ZYGOTE_CHILDREN)
+    done, answers = _patched_runner("runner.seccomp.build_filter = lambda: None", SIBLINGS, ZYGOTE_CHILDREN)
     assert [(a["id"], a["status"], a["outputs"]) for a in answers] == [(0, "ok", [[[40]]]), (1, "ok", [[[1]]])], answers
     assert done.returncode == 0
 
@@ -449,7 +450,7 @@ def test_a_sweep_that_leaves_processes_is_charged_to_the_program_and_the_runner_
     """A sweep that runs out of rounds with processes left (here: after one round) marks the program
     that left them `error` and the runner retires, answering no more."""
     daemon = "import os, time\ndef transform(grid):\n    if os.fork() == 0:\n        time.sleep(100)\n    return grid\n"
-    done, answers = _patched_runner("runner.SWEEP_ROUNDS = 1", daemon, ECHO)
+    done, answers = _patched_runner("runner.limits.SWEEP_ROUNDS = 1", daemon, ECHO)
     assert [a["id"] for a in answers] == [0, None]
     assert answers[0]["status"] == "error" and "still killing after 1 rounds" in answers[0]["error"]
     assert answers[1]["retire"] == answers[0]["error"]
@@ -495,7 +496,7 @@ def test_resources_a_dead_program_still_holds_are_charged_to_it_and_the_runner_r
     their processes); it triggers the kernel's unix garbage collector and, if they are still held,
     blames that program and retires. Locally nothing is compared (the host shares both): here the
     comparison is made to report something held."""
-    done, answers = _patched_runner("runner.Runner._held = lambda self: ['space in /tmp']; runner.GC_WAIT = 0",
+    done, answers = _patched_runner("runner.supervisor.Runner._held = lambda self: ['space in /tmp']; runner.limits.GC_WAIT = 0",
                                     ECHO, ECHO)
     assert [a["id"] for a in answers] == [0, None]
     assert answers[0]["status"] == "error"

@@ -143,7 +143,7 @@ HOLDER = textwrap.dedent("""
     import sys, time
     from rps_evals.execution import Program
     from rps_evals.execution.docker import DockerExecutor
-    executor = DockerExecutor(workers=2, timeout=3.0)
+    executor = DockerExecutor(workers=2, timeout=0.5)
     with executor:
         futures = [executor.submit(Program("import time\\ndef transform(g):\\n    time.sleep(1e9)\\n", [[[1]]]))
                    for _ in range(4)]
@@ -168,8 +168,8 @@ def test_no_container_left_after_the_host_process_is_signalled(signum):
     finally:
         proc.kill()
     # SIGINT and SIGTERM: the executor removes its containers before the process ends. SIGKILL: the
-    # attach stream closes, the runner sees EOF, ends after the program it runs (3 s limit) and the
-    # container removes itself.
+    # attach stream closes, the runner sees EOF, ends after the programs it has (sleepers: each
+    # stopped at the 5 s wall-clock backstop of its 0.5 s CPU limit) and the container removes itself.
     deadline = time.monotonic() + (20 if signum == signal.SIGKILL else 0)
     while containers_labelled(pid=str(proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -349,7 +349,7 @@ def test_missing_docker_sdk_says_which_extra_to_install(monkeypatch):
 def test_sandbox_files_ship_with_the_package():
     """(The image tag's rule, shared by Python and build_offline.sh, is tested in test_provenance.py.)"""
     sandbox = files("rps_evals.sandbox")
-    for name in ("runner.py", "Dockerfile", "compose.yaml", "build_offline.sh"):
+    for name in ("runner/__main__.py", "runner/main.py", "Dockerfile", "requirements.txt", "compose.yaml", "build_offline.sh"):
         assert (sandbox / name).is_file(), name
 
 

@@ -352,7 +352,7 @@ CASES = [
             "error", "result channel"),
     # files
     Hostile("write_to_root", _fn("open('/rps_pwned', 'w').write('x')\nreturn grid"), "error", "Read-only file system"),
-    Hostile("overwrite_the_runner", _fn("open('/opt/rps/runner.py', 'a').write('x')\nreturn grid"),
+    Hostile("overwrite_the_runner", _fn("open('/opt/rps/runner/main.py', 'a').write('x')\nreturn grid"),
             "error", "Permission denied"),  # root's file on a read-only root
     Hostile("fill_tmp", _fn("for i in range(1000):\n    with open(f'/tmp/f{i}', 'wb') as f:\n"
                             "        f.write(b'x' * (1 << 20))"), "error", "No space left on device"),

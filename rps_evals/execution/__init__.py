@@ -1,6 +1,6 @@
 """Running model-written programs: the Executor interface, and how to get one.
 
-All untrusted code runs in `sandbox/runner.py`, a fork server: a clean zygote (it never holds a
+All untrusted code runs in `sandbox/runner/`, a fork server: a clean zygote (it never holds a
 request, an output or another program's source) forks every program, which then runs under its own
 unprivileged uid with no capabilities, its own rlimits and per-call wall-clock limits; after each
 program the runner checks its own state and retires if anything changed. JSON lines both ways,

@@ -39,7 +39,7 @@ class ContainerLimits:
 
     memory_mb: int = 1024  # per program (the runner's RLIMIT_AS)
     runner_mb: int = 256  # the runner itself; the container may use memory_mb + runner_mb in all
-    pids: int = 128
+    pids: int = 512  # processes + threads in the container; a program may add half (Pool(64) + 64 threads fit)
     tmpfs_mb: int = 64  # /tmp
     shm_mb: int = 8  # /dev/shm
     tmpfs_inodes: int = 4096  # files + directories in /tmp: bounds what cleanup after a program costs

@@ -26,16 +26,19 @@ def _default_base_image() -> str:
 
 
 DEFAULT_BASE_IMAGE = _default_base_image()
-# What sandbox/build_offline.sh imports from an mmdebstrap root (Debian's python3 and numpy).
-OFFLINE_BASE_IMAGE = f"rps-evals-sandbox-base:{os.environ.get('RPS_SANDBOX_SUITE', 'bookworm')}"
+# What sandbox/build_offline.sh imports from an mmdebstrap root (Debian's python3 and pip).
+OFFLINE_BASE_IMAGE = f"rps-evals-sandbox-base:{os.environ.get('RPS_SANDBOX_SUITE', 'bookworm')}-pip"
 
 
 def sandbox_hash(base_image: str = DEFAULT_BASE_IMAGE) -> str:
-    """12 hex digits of sha256(runner.py + Dockerfile + "BASE_IMAGE=<base>"): the image tag, so an
-    image built from other sources, or on another base (another Python or numpy), is never taken for
-    this one (sandbox/build_offline.sh computes the same)."""
+    """12 hex digits of sha256(runner/*.py in name order + Dockerfile + requirements.txt + "BASE_IMAGE=<base>"):
+    the image tag, so an image built from other sources, pins or base (another Python) is never
+    taken for this one (sandbox/build_offline.sh computes the same)."""
     sandbox = files("rps_evals.sandbox")
-    data = (sandbox / "runner.py").read_bytes() + (sandbox / "Dockerfile").read_bytes()
+    runner = sorted((entry for entry in (sandbox / "runner").iterdir() if entry.name.endswith(".py")),
+                    key=lambda entry: entry.name.encode())
+    data = b"".join(entry.read_bytes() for entry in runner) + (sandbox / "Dockerfile").read_bytes()
+    data += (sandbox / "requirements.txt").read_bytes()
     return hashlib.sha256(data + f"BASE_IMAGE={base_image}".encode()).hexdigest()[:12]
 
 
@@ -65,18 +68,19 @@ def sandbox_image(client=None) -> str:
 
 
 _IDENTITIES: dict[str, dict] = {}
-_VERSIONS_CODE = "import platform, numpy; print(platform.python_version(), numpy.__version__)"
+_VERSIONS_CODE = "import platform, numpy, scipy; print(platform.python_version(), numpy.__version__, scipy.__version__)"
+_UNKNOWN_VERSIONS = {"python": None, "numpy": None, "scipy": None}
 
 
 def image_identity(image: str | None = None) -> dict:
-    """{image: {tag, id}, python, numpy} of a sandbox image, the versions read by running its own
+    """{image: {tag, id}, python, numpy, scipy} of a sandbox image, the versions read by running its own
     python3 once (cached per image id for the process); unknown fields are None."""
     try:
         client = docker_client()
         image = image or sandbox_image(client)
         image_id = client.images.get(image).id
     except Exception:  # no engine, no such image: the run itself reports that
-        return {"image": {"tag": image or SANDBOX_IMAGE, "id": None}, "python": None, "numpy": None}
+        return {"image": {"tag": image or SANDBOX_IMAGE, "id": None}, **_UNKNOWN_VERSIONS}
     if image_id not in _IDENTITIES:
         _IDENTITIES[image_id] = _cached_versions(image_id) or _ask_image(client, image_id)
     return {"image": {"tag": image, "id": image_id}, **_IDENTITIES[image_id]}
@@ -90,17 +94,18 @@ def _cached_versions(image_id: str) -> dict | None:
     """An image id names its content, so versions asked of it once hold for good (saves a container
     start, about a second on a busy machine, in every later process)."""
     try:
-        return json.loads(_versions_cache().read_text(encoding="utf-8")).get(image_id)
-    except (OSError, ValueError, AttributeError):
+        versions = json.loads(_versions_cache().read_text(encoding="utf-8")).get(image_id)
+        return versions if set(versions) == set(_UNKNOWN_VERSIONS) else None  # else cached by an older rps-evals
+    except (OSError, ValueError, AttributeError, TypeError):
         return None
 
 
 def _ask_image(client, image_id: str) -> dict:
-    versions = {"python": None, "numpy": None}
+    versions = dict(_UNKNOWN_VERSIONS)
     try:
         out = client.containers.run(image_id, ["python3", "-I", "-c", _VERSIONS_CODE], remove=True,
                                     network_disabled=True, labels={LABEL: "versions"})
-        versions["python"], versions["numpy"] = out.decode().split()
+        versions["python"], versions["numpy"], versions["scipy"] = out.decode().split()
     except Exception:
         return versions  # not cached: asked again next time
     try:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import Future
+from importlib import metadata
+from importlib.resources import files
 
 from rps_evals.execution import DEFAULT_TIMEOUT, Executor, Program
 from rps_evals.execution.protocol import (
@@ -17,6 +19,39 @@ from rps_evals.execution.protocol import (
     runner_command,
     runner_failure,
 )
+
+
+def image_pins() -> dict[str, str]:
+    """{package: version} the sandbox image installs (sandbox/requirements.txt)."""
+    text = (files("rps_evals.sandbox") / "requirements.txt").read_text(encoding="utf-8")
+    return dict(line.split("==") for line in (raw.split("#")[0].strip() for raw in text.splitlines()) if line)
+
+
+def version_differences() -> list[str]:
+    """'numpy 2.2.0 here, 2.4.6 in the image' for each pinned package this interpreter has in
+    another version (or lacks)."""
+    differences = []
+    for package, pinned in image_pins().items():
+        try:
+            here = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            here = "none"
+        if here != pinned:
+            differences.append(f"{package} {here} here, {pinned} in the sandbox image")
+    return differences
+
+
+_warned: list[bool] = []
+
+
+def warn_about_versions() -> None:
+    """Once per process: programs run by this machine's python3 may compute other answers than in the
+    image (numpy 1 vs 2 changes results, not only errors), so say where they differ."""
+    differences = version_differences()
+    if differences and not _warned:
+        _warned.append(True)
+        print(f"WARNING: --sandbox local runs programs with this machine's packages ({'; '.join(differences)}): "
+              "their outputs, and so the scores, may differ from the Docker sandbox's", file=sys.stderr)
 
 
 class LocalExecutor(Executor):
@@ -32,6 +67,7 @@ class LocalExecutor(Executor):
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, workers: int | None = None, memory_mb: int = 1024):
         super().__init__(timeout, workers)
+        warn_about_versions()
         self.memory_mb = memory_mb
         self._proc: subprocess.Popen | None = None
         self._pending: dict[int, tuple[Future, Program]] = {}

@@ -1,4 +1,4 @@
-"""The runner protocol (sandbox/runner.py), one definition for every backend.
+"""The runner protocol (sandbox/runner/), one definition for every backend.
 
 Requests and answers are JSON lines: a request carries the source, the inputs (test inputs first,
 then training inputs) and the per-call time limit; an answer carries the status and raw outputs.
@@ -13,8 +13,8 @@ from importlib.resources import files
 
 from rps_evals.execution import Execution, Program
 
-RUNNER_PATH = str(files("rps_evals.sandbox") / "runner.py")
-RUNNER_IN_IMAGE = "/opt/rps/runner.py"  # where sandbox/Dockerfile puts the runner
+RUNNER_PATH = str(files("rps_evals.sandbox") / "runner")  # a package directory, run as `python3 -I RUNNER_PATH`
+RUNNER_IN_IMAGE = "/opt/rps/runner"  # where sandbox/Dockerfile puts it
 
 
 def runner_command(runner: str, *, timeout: float, memory_mb: int, workers: int = 1,
@@ -24,12 +24,21 @@ def runner_command(runner: str, *, timeout: float, memory_mb: int, workers: int 
             "--memory-mb", str(memory_mb), *extra]
 
 
-MAX_SOURCE_CHARS = 1 << 20  # the runner's own limit (sandbox/runner.py): a longer program never runs
+WALL_FACTOR = 10  # the runner's own (sandbox/runner/limits.py)
+
+
+def wall_limit(cpu_limit: float) -> float:
+    """The wall-clock backstop of a call whose CPU time limit is `cpu_limit` seconds: the runner's
+    rule (sandbox/runner/limits.py), repeated here for provenance and docs."""
+    return WALL_FACTOR * cpu_limit
+
+
+MAX_SOURCE_CHARS = 1 << 20  # the runner's own limit (sandbox/runner/limits.py): a longer program never runs
 MAX_REQUEST_BYTES = 64 << 20  # the runner's own limit on one request line
 
 
 def runner_request(request_id: int, program: Program, timeout: float) -> str | Execution:
-    """One request of the runner protocol (sandbox/runner.py), as a JSON line without its newline
+    """One request of the runner protocol (sandbox/runner/), as a JSON line without its newline
     (the test inputs first, then the training inputs), or the `error` Execution the program gets at
     once, without sending it, when the runner would refuse the request: a source too long to run
     (a 20 MB source would cost the transport and the runner seconds no time limit covers), inputs

@@ -2,7 +2,7 @@
 
 For `-T sandbox=inspect-docker` (Inspect's built-in `docker` sandbox on sandbox/compose.yaml, one
 container per sample) or any other provider such as k8s whose image has the runner at
-/opt/rps/runner.py; the default `-T sandbox=docker` does not come here (it uses the shared
+/opt/rps/runner; the default `-T sandbox=docker` does not come here (it uses the shared
 DockerExecutor pool). One `exec` carries a whole batch as JSON lines; the runner answers in order
 (one program at a time), so when the runner dies mid-batch the program it was running is the first
 one without an answer: only that one is marked `error` and the rest run again. A runner that

@@ -215,7 +215,7 @@ def _sandbox_spec(sandbox: str, exec_timeout: float) -> tuple[str, Any]:
     shared by every sample of the eval; `local`: the core's local runner (UNSAFE); `inspect-docker`
     (optionally `:COMPOSE_FILE`): Inspect's own docker sandbox, one compose project per sample,
     on sandbox/compose.yaml by default; any other Inspect sandbox type (`type[:config]`, e.g. k8s)
-    is passed on, and its image must have the runner at /opt/rps/runner.py.
+    is passed on, and its image must have the runner at /opt/rps/runner.
     """
     if not isinstance(sandbox, str) or not sandbox:
         raise TaskParameterError(f"sandbox must be docker, local or an Inspect sandbox type, got {sandbox!r}")
