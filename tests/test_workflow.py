@@ -225,7 +225,7 @@ def test_update_baseline_serves_the_adapter_and_keeps_runs_with_their_provenance
         provenance = res["provenance"]
         assert provenance["dataset"] == "arc2:evaluation" and provenance["k"] == 2
         assert provenance["dataset_hash"] == load_dataset("arc2:evaluation").file_hash
-        assert provenance["prompt_version"] == "arc-prog-v1" and provenance["prompt_hash"]
+        assert provenance["prompt_version"] == "arc-prog-v2" and provenance["prompt_hash"]
         assert provenance["model"] == "openai-api/vllm/candidate"
         gen = provenance["generation"]
         assert (gen["temperature"], gen["top_p"], gen["seed"], gen["num_choices"]) == (0.7, 0.8, seed, 2)
