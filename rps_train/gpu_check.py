@@ -320,7 +320,7 @@ def measure(name: str, length: int, run: Callable[[], dict[str, Any]], estimate_
     mean = sum(timed) / len(timed) if timed else None
     tokens = 2 * batch_pairs * length
     record.update(status="ok", steps=len(seconds), step_seconds=[round(s, 4) for s in seconds],
-                  mean_step_seconds=round(mean, 4) if mean else None,
+                  mean_step_seconds=round(mean, 6) if mean else None,
                   tokens_per_second=round(tokens / mean, 1) if mean else None,
                   train_loss=result["train_loss"],
                   peak_allocated_gib=_gib(result["peak_allocated"]),
