@@ -1,0 +1,195 @@
+"""Red team, round 4 (branch redteam-18): attacks on the rebuilt sandbox, through the real Docker
+executor. Each test asserts the secure / honest behaviour.
+
+FAILING today (confirmed findings):
+- test_cpu_limit_holds_for_children_reaped_by_sig_ign: a program whose children are reaped by the
+  kernel (SIGCHLD ignored) uses any amount of CPU per call, up to the wall-clock backstop.
+- test_cpu_limit_holds_when_the_program_lies_about_its_cpu: a program that patches the runner's
+  cpu_used() in its own process moves the module-level budget into its first test call.
+- test_sys_argv_is_a_scripts: an honest program sees the runner's command line in sys.argv.
+
+CONTAINED (pass today; kept as regression tests):
+- test_kernel_socket_memory_is_charged_and_gone: ~600 MB of unix socket buffers in 5 processes.
+- the follow-up programs of the tests above: nothing of the attacker is left.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rps_evals.execution import Program, SandboxUnavailable, get_executor
+
+pytestmark = pytest.mark.docker
+
+CPU_LIMIT = 1.0  # seconds of CPU per call: small, so that the file stays fast
+
+FOLLOW_UP = """
+import os
+def transform(grid):
+    me = os.getuid()
+    others = []
+    for p in os.listdir("/proc"):
+        if p.isdigit() and int(p) != os.getpid():
+            try:
+                with open(f"/proc/{p}/status") as f:
+                    uid = int([l for l in f if l.startswith("Uid:")][0].split()[1])
+            except OSError:
+                continue
+            if uid == me:
+                others.append(int(p))
+    return [[len(others), len(os.listdir("/tmp")), len(os.listdir("/dev/shm"))]]
+"""
+
+
+@pytest.fixture(scope="module")
+def executor():
+    try:
+        ex = get_executor("docker", timeout=CPU_LIMIT, workers=1)
+    except SandboxUnavailable as exc:
+        pytest.skip(f"docker engine unavailable: {exc}")
+    with ex:
+        yield ex
+
+
+def _run(executor, *sources, tests=([[1]],)):
+    return executor.run([Program(source, list(tests)) for source in sources])
+
+
+# -- FINDING 1 (fails today): CPU time of children the kernel reaps is counted nowhere ------------
+# procs.cpu_seconds sums utime+stime+cutime+cstime of the live processes, and program.cpu_used the
+# same from inside; a child that exits while SIGCHLD is SIG_IGN (or SA_NOCLDWAIT) is reaped by the
+# kernel without adding its times to anyone's cutime. Each child also has its own RLIMIT_CPU. So a
+# call may use wall backstop (10 x limit) x every core of the host, scored `ok`.
+AUTOREAPED = """
+import os, signal, time
+def burn(seconds):
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+def transform(grid):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)   # children are reaped by the kernel
+    used = 0.0
+    for _ in range(6):                               # 6 x 0.4 s = 2.4 s of CPU in a 1 s call
+        pid = os.fork()
+        if pid == 0:
+            burn(0.4)
+            os._exit(0)
+        while True:
+            try:
+                os.kill(pid, 0)
+                time.sleep(0.005)
+            except ProcessLookupError:
+                break
+        used += 0.4
+    return [[round(used, 1)]]
+"""
+
+
+def test_cpu_limit_holds_for_children_reaped_by_sig_ign(executor):
+    attack, follow = _run(executor, AUTOREAPED, FOLLOW_UP)
+    assert follow.status == "ok" and follow.test_outputs == [[[0, 0, 0]]], follow  # contained today
+    # Today: status ok, output [[2.4]]: 2.4 s of CPU in a call limited to 1 s.
+    assert attack.status == "timeout", (attack.status, attack.test_outputs, attack.error)
+
+
+# -- FINDING 2 (fails today): the call's CPU budget starts at the CPU total the program reports ---
+# job.on_result_bytes takes the "loaded"/"cpu" value of each result line as the start of the next
+# call's budget (only checking it is not over the limit). The program runs in the same process as
+# runner.program and can replace cpu_used(): reporting the module-level code as having used ~the
+# whole limit (it used ~0) gives the first test call two limits of real CPU (more with more calls
+# before it), in one process, no fork.
+LYING = """
+import sys, time
+rp = next(m for n, m in list(sys.modules.items()) if n.endswith(".program") and hasattr(m, "cpu_used"))
+_real, _last = rp.cpu_used, [0.0]
+def _lying():
+    value = max(_real(), _last[0] + 0.95)   # as much as the supervisor accepts
+    _last[0] = value
+    return value
+rp.cpu_used = _lying
+def transform(grid):
+    start = time.process_time()
+    while time.process_time() - start < 1.7:   # 1.7 s of CPU in a 1 s call
+        pass
+    return [[1]]
+"""
+
+
+def test_cpu_limit_holds_when_the_program_lies_about_its_cpu(executor):
+    attack, follow = _run(executor, LYING, FOLLOW_UP)
+    assert follow.status == "ok" and follow.test_outputs == [[[0, 0, 0]]], follow
+    # Today: status ok. Fix: start the next call's budget at min(reported, measured from /proc).
+    assert attack.status == "timeout", (attack.status, attack.test_outputs, attack.error)
+
+
+# -- FINDING 3 (fails today): sys.argv is the runner's command line -----------------------------
+# Under `python3 program.py` sys.argv == ["program.py"]; in the sandbox (both backends) it is
+# ["/opt/rps/runner", "--workers", "1", "--timeout", ..., "--program-uid", "<uid>", ...], so an
+# honest program with an optional command-line argument is scored `error`. Fix: program.as_a_script
+# sets sys.argv = [PROGRAM_FILE] (it also leaks the programs' uid and the runner's options).
+ARGV = """
+import sys, json
+if len(sys.argv) > 1:            # optional input file, as in a script
+    EXTRA = json.load(open(sys.argv[1]))
+def transform(grid):
+    return [[len(sys.argv)]]
+"""
+
+
+def test_sys_argv_is_a_scripts(executor):
+    (result,) = _run(executor, ARGV)
+    # Today: error, FileNotFoundError: '--workers'
+    assert result.status == "ok", result.error
+    assert result.test_outputs == [[[1]]]
+
+
+# -- CONTAINED: kernel memory of unix socket buffers is charged to the container -----------------
+KERNEL_MEMORY = """
+import os, socket, time
+def usage():
+    with open("/sys/fs/cgroup/memory/memory.usage_in_bytes") as f:
+        return int(f.read()) >> 20
+def transform(grid):
+    try:
+        before = usage()
+    except OSError:
+        return [[-1, 0]]   # no cgroup v1 memory controller in this container
+    r, w = os.pipe()
+    for _ in range(5):
+        if os.fork() == 0:
+            os.close(r)
+            held, total = [], 0
+            try:
+                for _ in range(480):
+                    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    a.setblocking(False)
+                    try:
+                        while True:
+                            total += a.send(b"x" * 65000)
+                    except OSError:
+                        pass
+                    held.append((a, b))
+            except OSError:
+                pass
+            os.write(w, b"%d\\n" % total)
+            time.sleep(30)
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while data.count(b"\\n") < 5:
+        chunk = os.read(r, 100)
+        if not chunk:
+            break
+        data += chunk
+    queued = sum(int(x) for x in data.split()) >> 20
+    return [[int(usage() - before >= queued // 2), queued]]
+"""
+
+
+def test_kernel_socket_memory_is_charged_and_gone(executor):
+    attack, follow = _run(executor, KERNEL_MEMORY, FOLLOW_UP)
+    assert attack.status == "ok", attack.error
+    if attack.test_outputs[0][0][0] == -1:
+        pytest.skip("the container has no cgroup v1 memory.usage_in_bytes to check the charge with")
+    assert attack.test_outputs[0][0][0] == 1, attack.test_outputs  # charged to the container
+    assert follow.status == "ok" and follow.test_outputs == [[[0, 0, 0]]], follow
