@@ -9,6 +9,8 @@ FAILING today (confirmed findings):
 - test_sys_argv_is_a_scripts: an honest program sees the runner's command line in sys.argv.
 - test_inspect_sandbox_next_program_not_blamed_for_a_delayed_signal: in Inspect's docker sandbox a
   program arms a SIGKILL for the runner that fires while the NEXT program runs; that one is `error`.
+- test_inspect_sandbox_samples_do_not_share_a_process_limit: in Inspect's docker sandbox every
+  container's programs are uid 10002, so RLIMIT_NPROC is shared host-wide between samples.
 
 CONTAINED (pass today; kept as regression tests):
 - test_kernel_socket_memory_is_charged_and_gone: ~600 MB of unix socket buffers in 5 processes.
@@ -271,3 +273,72 @@ def test_inspect_sandbox_next_program_not_blamed_for_a_delayed_signal():
     assert results[1].status == "ok", (results[1].status, results[1].error)
     assert results[1].test_outputs == [[[2, 3]]]
     assert results[2].status == "ok"
+
+
+# -- FINDING 5 (fails today): Inspect's docker sandbox, RLIMIT_NPROC is shared by every sample -----
+# Every Inspect sandbox container runs its runner and programs as uid 10002 (compose.yaml,
+# PROGRAM_USER), in the host's user namespace. RLIMIT_NPROC counts the tasks of a uid host-wide,
+# and main.py sets it to 256 + the tasks it sees in its own container. So a program of one sample
+# holding ~255 processes (or Pool(64)s of several samples at once) makes fork and thread creation
+# fail in every other sample's container: an honest ThreadPoolExecutor(4) is `error`, "can't start
+# new thread". (The Docker backend draws a random uid per container and is not affected.)
+HOG = """
+import os, time
+def transform(grid):
+    n = 0
+    for _ in range(300):
+        try:
+            if os.fork() == 0:
+                time.sleep(8)
+                os._exit(0)
+            n += 1
+        except OSError:
+            break
+    time.sleep(8)
+    return [[n]]
+"""
+THREADS = """
+from concurrent.futures import ThreadPoolExecutor
+def f(x):
+    return x + 1
+def transform(grid):
+    with ThreadPoolExecutor(4) as ex:
+        return [list(ex.map(f, row)) for row in grid]
+"""
+
+
+def test_inspect_sandbox_samples_do_not_share_a_process_limit():
+    import json
+    import subprocess
+    import time
+
+    from rps_evals.execution.protocol import RUNNER_IN_IMAGE, runner_command
+    from rps_evals.inspect_eval.sandbox import PROGRAM_USER
+    try:
+        from rps_evals.execution.image import docker_client, sandbox_image
+        docker_client(timeout=30)
+        image = sandbox_image()
+    except SandboxUnavailable as exc:
+        pytest.skip(f"docker engine unavailable: {exc}")
+    command = runner_command(RUNNER_IN_IMAGE, timeout=2.0, memory_mb=1024) + [
+        "--scratch", "/tmp", "--scratch", "/dev/shm"]  # as run_in_inspect_sandbox builds it
+    docker = ["docker", "run", "-i", "--rm", "--user", PROGRAM_USER, "--network", "none", "--read-only",
+              "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+              "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m,mode=1777", "--memory", "1280m",
+              "--pids-limit", "512", image, *command]
+
+    def request(source):
+        return json.dumps({"id": 0, "source": source, "inputs": [[[1, 2]]], "num_tests": 1, "timeout": 2.0}) + "\n"
+
+    hog = subprocess.Popen(docker, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        hog.stdin.write(request(HOG))
+        hog.stdin.close()
+        time.sleep(4)  # the other sample's program holds its processes now
+        honest = subprocess.run(docker, input=request(THREADS), capture_output=True, text=True, timeout=60)
+    finally:
+        hog.wait(timeout=60)
+    answer = json.loads(honest.stdout.splitlines()[-1])
+    # Today: error, RuntimeError: can't start new thread
+    assert answer["status"] == "ok", answer["error"][-300:]
+    assert answer["outputs"] == [[[2, 3]]]
