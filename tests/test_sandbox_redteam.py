@@ -13,6 +13,8 @@ FAILING today (confirmed findings):
   container's programs are uid 10002, so RLIMIT_NPROC is shared host-wide between samples.
 
 CONTAINED (pass today; kept as regression tests):
+- test_docker_backend_delayed_signal_is_contained: finding 4's program in the Docker backend.
+- test_cpu_of_orphans_is_counted: CPU of double-forked orphans (zombies of PID 1) is counted.
 - test_kernel_socket_memory_is_charged_and_gone: ~600 MB of unix socket buffers in 5 processes.
 - the follow-up programs of the tests above: nothing of the attacker is left.
 """
@@ -342,3 +344,42 @@ def test_inspect_sandbox_samples_do_not_share_a_process_limit():
     # Today: error, RuntimeError: can't start new thread
     assert answer["status"] == "ok", answer["error"][-300:]
     assert answer["outputs"] == [[[2, 3]]]
+
+
+# -- CONTAINED in the Docker backend: the same delayed signal, and orphans' CPU -------------------
+LOOK = """
+def transform(grid):
+    with open("/proc/net/unix") as f:
+        data = f.read()
+    return [[data.count("\\n") - 1, int("rt-a" in data)]]
+"""
+
+
+def test_docker_backend_delayed_signal_is_contained(executor):
+    attack, first, second = _run(executor, DELAYED_KILL, LOOK, LOOK)
+    assert attack.status == "ok"  # SIGKILL to a root runner from another uid is refused at delivery
+    assert first.status == "ok" and first.test_outputs == [[[2, 0]]], first  # the cycle was collected
+    assert second.status == "ok" and second.test_outputs == [[[2, 0]]], second
+
+
+ORPHANS = """
+import os, time
+def transform(grid):
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:
+            if os.fork() == 0:            # an orphan of the runner once its parent exits
+                start = time.process_time()
+                while time.process_time() - start < 0.4:
+                    pass
+                os._exit(0)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        time.sleep(0.5)
+    return [[1]]
+"""
+
+
+def test_cpu_of_orphans_is_counted(executor):
+    (result,) = _run(executor, ORPHANS)
+    assert result.status == "timeout", (result.status, result.error)
