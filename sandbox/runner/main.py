@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     without_resource_tracker()
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs stay ours, so we can kill and reap them
     prctl(PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace us or open /proc/<us>/mem
-    seccomp.prepare()
+    seccomp.prepare(fixed_sigchld=not args.exclusive)  # exclusive: the cgroup counts auto-reaped children
     # Everything imported so far (numpy, scipy, ...) out of the collector's reach: a collection in a
     # program would otherwise write to every object's header and copy most of the zygote's pages.
     gc.freeze()
