@@ -1,7 +1,7 @@
 """Red team, round 4 (branch redteam-18): attacks on the rebuilt sandbox, through the real Docker
 executor. Each test asserts the secure / honest behaviour.
 
-FAILING today (confirmed findings):
+FIXED (each test failed before the fix; sandbox.md explains how each is closed):
 - test_cpu_limit_holds_for_children_reaped_by_sig_ign: a program whose children are reaped by the
   kernel (SIGCHLD ignored) uses any amount of CPU per call, up to the wall-clock backstop.
 - test_cpu_limit_holds_when_the_program_lies_about_its_cpu: a program that patches the runner's
@@ -12,7 +12,7 @@ FAILING today (confirmed findings):
 - test_inspect_sandbox_samples_do_not_share_a_process_limit: in Inspect's docker sandbox every
   container's programs are uid 10002, so RLIMIT_NPROC is shared host-wide between samples.
 
-CONTAINED (pass today; kept as regression tests):
+CONTAINED (passed already; kept as regression tests):
 - test_docker_backend_delayed_signal_is_contained: finding 4's program in the Docker backend.
 - test_cpu_of_orphans_is_counted: CPU of double-forked orphans (zombies of PID 1) is counted.
 - test_kernel_socket_memory_is_charged_and_gone: ~600 MB of unix socket buffers in 5 processes.
@@ -61,7 +61,7 @@ def _run(executor, *sources, tests=([[1]],)):
     return executor.run([Program(source, list(tests)) for source in sources])
 
 
-# -- FINDING 1 (fails today): CPU time of children the kernel reaps is counted nowhere ------------
+# -- FINDING 1 (fixed): CPU time of children the kernel reaps is counted nowhere ------------
 # procs.cpu_seconds sums utime+stime+cutime+cstime of the live processes, and program.cpu_used the
 # same from inside; a child that exits while SIGCHLD is SIG_IGN (or SA_NOCLDWAIT) is reaped by the
 # kernel without adding its times to anyone's cutime. Each child also has its own RLIMIT_CPU. So a
@@ -94,11 +94,11 @@ def transform(grid):
 def test_cpu_limit_holds_for_children_reaped_by_sig_ign(executor):
     attack, follow = _run(executor, AUTOREAPED, FOLLOW_UP)
     assert follow.status == "ok" and follow.test_outputs == [[[0, 0, 0]]], follow  # contained today
-    # Today: status ok, output [[2.4]]: 2.4 s of CPU in a call limited to 1 s.
+    # Before the fix: status ok, output [[2.4]]: 2.4 s of CPU in a call limited to 1 s.
     assert attack.status == "timeout", (attack.status, attack.test_outputs, attack.error)
 
 
-# -- FINDING 2 (fails today): the call's CPU budget starts at the CPU total the program reports ---
+# -- FINDING 2 (fixed): the call's CPU budget starts at the CPU total the program reports ---
 # job.on_result_bytes takes the "loaded"/"cpu" value of each result line as the start of the next
 # call's budget (only checking it is not over the limit). The program runs in the same process as
 # runner.program and can replace cpu_used(): reporting the module-level code as having used ~the
@@ -124,11 +124,11 @@ def transform(grid):
 def test_cpu_limit_holds_when_the_program_lies_about_its_cpu(executor):
     attack, follow = _run(executor, LYING, FOLLOW_UP)
     assert follow.status == "ok" and follow.test_outputs == [[[0, 0, 0]]], follow
-    # Today: status ok. Fix: start the next call's budget at min(reported, measured from /proc).
+    # Before the fix: status ok. Fix: start the next call's budget at min(reported, measured from /proc).
     assert attack.status == "timeout", (attack.status, attack.test_outputs, attack.error)
 
 
-# -- FINDING 3 (fails today): sys.argv is the runner's command line -----------------------------
+# -- FINDING 3 (fixed): sys.argv is the runner's command line -----------------------------
 # Under `python3 program.py` sys.argv == ["program.py"]; in the sandbox (both backends) it is
 # ["/opt/rps/runner", "--workers", "1", "--timeout", ..., "--program-uid", "<uid>", ...], so an
 # honest program with an optional command-line argument is scored `error`. Fix: program.as_a_script
@@ -144,7 +144,7 @@ def transform(grid):
 
 def test_sys_argv_is_a_scripts(executor):
     (result,) = _run(executor, ARGV)
-    # Today: error, FileNotFoundError: '--workers'
+    # Before the fix: error, FileNotFoundError: '--workers'
     assert result.status == "ok", result.error
     assert result.test_outputs == [[[1]]]
 
@@ -201,7 +201,7 @@ def test_kernel_socket_memory_is_charged_and_gone(executor):
     assert follow.status == "ok" and follow.test_outputs == [[[0, 0, 0]]], follow
 
 
-# -- FINDING 4 (fails today): Inspect's docker sandbox, a delayed signal blames the NEXT program ---
+# -- FINDING 4 (fixed): Inspect's docker sandbox, a delayed signal blames the NEXT program ---
 # There (sandbox/compose.yaml, rps_evals/inspect_eval/sandbox.py) the runner and its programs share
 # uid 10002 and the runner is not --exclusive: no SCM_RIGHTS garbage is collected after a program.
 # A program arms an inotify fd on /dev/null with O_ASYNC, F_SETOWN = the runner, F_SETSIG = SIGKILL,
@@ -271,13 +271,13 @@ def test_inspect_sandbox_next_program_not_blamed_for_a_delayed_signal():
         results = asyncio.run(inspect_sandbox.run_in_inspect_sandbox(programs, 2.0, user="10002:10002"))
     finally:
         sys.modules["inspect_ai.util"] = real_util
-    # Today: [ok, error ("the sandbox runner exited with code 137"), ok].
+    # Before the fix: [ok, error ("the sandbox runner exited with code 137"), ok].
     assert results[1].status == "ok", (results[1].status, results[1].error)
     assert results[1].test_outputs == [[[2, 3]]]
     assert results[2].status == "ok"
 
 
-# -- FINDING 5 (fails today): Inspect's docker sandbox, RLIMIT_NPROC is shared by every sample -----
+# -- FINDING 5 (fixed): Inspect's docker sandbox, RLIMIT_NPROC is shared by every sample -----
 # Every Inspect sandbox container runs its runner and programs as uid 10002 (compose.yaml,
 # PROGRAM_USER), in the host's user namespace. RLIMIT_NPROC counts the tasks of a uid host-wide,
 # and main.py sets it to 256 + the tasks it sees in its own container. So a program of one sample
@@ -341,7 +341,7 @@ def test_inspect_sandbox_samples_do_not_share_a_process_limit():
     finally:
         hog.wait(timeout=60)
     answer = json.loads(honest.stdout.splitlines()[-1])
-    # Today: error, RuntimeError: can't start new thread
+    # Before the fix: error, RuntimeError: can't start new thread
     assert answer["status"] == "ok", answer["error"][-300:]
     assert answer["outputs"] == [[[2, 3]]]
 

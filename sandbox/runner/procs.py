@@ -55,6 +55,17 @@ def descendants(pid: int, found: list[int], limit: int = 4096) -> None:
             stack += kids
 
 
+def cgroup_pids_limited() -> bool:
+    """Our cgroup (a container's) has a pids limit: it bounds what programs fork, per container."""
+    for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):
+        try:
+            with open(path) as f:
+                return f.read().strip() != "max"
+        except OSError:
+            continue
+    return False
+
+
 def count_own_tasks() -> int:
     """Processes and threads of our uid that we can see: what RLIMIT_NPROC counts against us."""
     uid, count = os.getuid(), 0
