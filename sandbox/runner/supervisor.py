@@ -284,8 +284,8 @@ class Runner:
             job.exit_info = f"exit code {os.WEXITSTATUS(status)}"
         del self.jobs[job.pid]
         swept = self._sweep()
-        if not self.exclusive:  # (exclusive: _still_held does it) an SCM_RIGHTS cycle of sockets
-            collect_unix_garbage()  # outlives the program with what it carries (an O_ASYNC fd that signals us)
+        if not self.exclusive:  # (exclusive: _still_held does it, and waits) an SCM_RIGHTS cycle of
+            collect_unix_garbage()  # sockets outlives the program with what it carries; best effort here
         answer = job.answer()
         problem = self.retiring or swept or self._clean_up() or self._still_held() or self._state_changed()
         if problem:
