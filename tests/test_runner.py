@@ -441,7 +441,7 @@ def test_the_zygote_reaps_the_siblings_a_program_gave_it():
     program finds the zygote with one child, itself."""
     if os.uname().machine != "x86_64":
         pytest.skip("the program uses x86_64 syscall numbers")
-    done, answers = _patched_runner("runner.seccomp.build_filter = lambda: None", SIBLINGS, ZYGOTE_CHILDREN)
+    done, answers = _patched_runner("runner.seccomp.build_filter = lambda *a: None", SIBLINGS, ZYGOTE_CHILDREN)
     assert [(a["id"], a["status"], a["outputs"]) for a in answers] == [(0, "ok", [[[40]]]), (1, "ok", [[[1]]])], answers
     assert done.returncode == 0
 
@@ -504,3 +504,28 @@ def test_resources_a_dead_program_still_holds_are_charged_to_it_and_the_runner_r
                                    "not free; the runner was replaced")
     assert answers[1]["retire"] == answers[0]["error"]
     assert done.returncode == 0
+
+
+def test_programs_may_not_have_their_children_reaped_by_the_kernel(executor):
+    """Outside a container's cgroup (the local backend, Inspect's sandbox) the CPU of children the
+    kernel reaps itself is counted nowhere: seccomp refuses to change SIGCHLD's disposition
+    (signal(SIGCHLD, SIG_IGN), SA_NOCLDWAIT through ctypes alike); reading it still works."""
+    source = """import ctypes, signal
+def transform(grid):
+    refused = []
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    except OSError as exc:
+        refused.append(exc.errno)
+    libc = ctypes.CDLL(None, use_errno=True)
+    act = (ctypes.c_char * 152)()                          # struct sigaction, sa_handler = SIG_DFL
+    ctypes.c_ulong.from_buffer(act, 8).value = 2           # sa_flags = SA_NOCLDWAIT
+    rc = libc.syscall(13, signal.SIGCHLD, act, None, 8)    # x86_64 rt_sigaction
+    refused.append(ctypes.get_errno() if rc else 0)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)          # other signals are the program's own
+    return [[*refused, int(signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL)]]
+"""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the program uses x86_64 syscall numbers")
+    result = run(executor, source)
+    assert (result.status, result.test_outputs) == ("ok", [[[1, 1, 1]]]), result.error

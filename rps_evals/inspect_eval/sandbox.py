@@ -5,7 +5,8 @@ container per sample) or any other provider such as k8s whose image has the runn
 /opt/rps/runner; the default `-T sandbox=docker` does not come here (it uses the shared
 DockerExecutor pool). One `exec` carries a whole batch as JSON lines; the runner answers in order
 (one program at a time), so when the runner dies mid-batch the program it was running is the first
-one without an answer: only that one is marked `error` and the rest run again. A runner that
+one without an answer: it runs again alone (an earlier program may have armed what killed the
+runner) and is marked `error` if it kills that one too; the rest run again. A runner that
 retires (`{"id": null, "retire": ...}`, after answering the program it blames) has started nothing
 after it: the rest run again in a fresh runner.
 """
@@ -133,6 +134,13 @@ async def run_in_inspect_sandbox(programs: Sequence[Program], timeout: float = D
                 results[i] = (await run_in_inspect_sandbox([programs[i]], timeout, sandbox_name=sandbox_name,
                                                            memory_mb=memory_mb, user=user))[0]
             break
-        results[remaining[0]] = runner_failure(programs[remaining[0]], failure)
+        if answered:
+            # What ended the runner may have been armed by a program it answered (a delayed signal):
+            # the first unanswered program runs alone before it is blamed.
+            results[remaining[0]] = (await run_in_inspect_sandbox([programs[remaining[0]]], timeout,
+                                                                  sandbox_name=sandbox_name,
+                                                                  memory_mb=memory_mb, user=user))[0]
+        else:
+            results[remaining[0]] = runner_failure(programs[remaining[0]], failure)
         todo = remaining[1:]
     return [r for r in results]  # type: ignore[misc]

@@ -17,13 +17,18 @@ class Job:
     keeps only the request's id and counts, never its source or inputs.
 
     Time: every call (and the module-level code before the first) gets `timeout` CPU seconds,
-    counted from the CPU total the program reported with its previous line; the supervisor measures
+    counted from the CPU total the program reported with its previous line, or from what the
+    supervisor measured when it read that line if that is less (`measure`: a program that reports
+    more than it used gains nothing); the supervisor measures
     that total (cpu_due / cpu_over) no more often than it could have run out, and stops the call at
     the wall-clock backstop (limits.wall_limit) whatever it used.
     """
 
-    def __init__(self, meta: dict, pid: int, result_fd: int, output_fd: int, timeout: float):
+    def __init__(self, meta: dict, pid: int, result_fd: int, output_fd: int, timeout: float,
+                 measure=lambda: None):
         self.meta = meta
+        self.measure = measure  # the program's CPU total as the supervisor sees it now, or None
+        self.cpu_base = 0.0
         self.pid = pid
         self.result_fd = result_fd
         self.output_fd = output_fd
@@ -75,6 +80,11 @@ class Job:
         self.must_kill = True
         return True
 
+    def _believed(self, reported: float) -> float:
+        """The start of the next call's budget: the reported total, but never more than measured."""
+        measured = self.measure()
+        return reported if measured is None else min(reported, measured)
+
     def _forged(self, why: str = "the program wrote to the runner's result channel") -> None:
         if self.fatal is None:
             self.fatal, self.fatal_at = why, self.done_calls
@@ -101,7 +111,7 @@ class Job:
                     if self._ended_over(float(msg["loaded"])):
                         return
                     self.loaded = True
-                    self._start_call(float(msg["loaded"]))
+                    self._start_call(self._believed(float(msg["loaded"])))
                     continue
                 if "fatal" in msg:
                     self._forged(tail(str(msg["fatal"])))
@@ -122,7 +132,7 @@ class Job:
             else:
                 self.outputs[i] = output
             self.done_calls += 1
-            self._start_call(cpu)
+            self._start_call(self._believed(cpu))
 
     def on_output_bytes(self, data: bytes) -> None:
         self.printed += len(data)

@@ -9,7 +9,7 @@ import os
 import signal
 
 from . import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, prctl, seccomp
-from .procs import count_own_tasks
+from .procs import cgroup_pids_limited, count_own_tasks
 from .program import without_resource_tracker
 from .supervisor import Runner
 
@@ -55,8 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     nproc = 0
     if args.nproc > 0 and args.program_uid is not None:
         nproc = args.nproc  # the programs' uid has no other process: the previous program's are gone
-    elif args.nproc > 0 and os.getuid() != 0:
+    elif args.nproc > 0 and os.getuid() != 0 and (args.exclusive or not cgroup_pids_limited()):
         # RLIMIT_NPROC counts every task of our uid, so count what already runs under it (+ the zygote).
+        # Not in a shared container with a pids limit (Inspect's sandbox): there every sample's
+        # container runs programs as the same uid and RLIMIT_NPROC counts them all, host-wide; the
+        # container's pids limit bounds what its programs fork instead.
         nproc = args.nproc + 1 + (1 if args.exclusive else count_own_tasks())
     config = {"memory": args.memory_mb << 20, "fsize": args.fsize_mb << 20, "nproc": nproc,
               "timeout": args.timeout, "uid": args.program_uid, "scratch": tuple(args.scratch),
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     without_resource_tracker()
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs stay ours, so we can kill and reap them
     prctl(PR_SET_DUMPABLE, 0)  # same-uid programs may not ptrace us or open /proc/<us>/mem
-    seccomp.prepare()
+    seccomp.prepare(fixed_sigchld=not args.exclusive)  # exclusive: the cgroup counts auto-reaped children
     # Everything imported so far (numpy, scipy, ...) out of the collector's reach: a collection in a
     # program would otherwise write to every object's header and copy most of the zygote's pages.
     gc.freeze()

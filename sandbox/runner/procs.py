@@ -55,6 +55,17 @@ def descendants(pid: int, found: list[int], limit: int = 4096) -> None:
             stack += kids
 
 
+def cgroup_pids_limited() -> bool:
+    """Our cgroup (a container's) has a pids limit: it bounds what programs fork, per container."""
+    for path in ("/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"):
+        try:
+            with open(path) as f:
+                return f.read().strip() != "max"
+        except OSError:
+            continue
+    return False
+
+
 def count_own_tasks() -> int:
     """Processes and threads of our uid that we can see: what RLIMIT_NPROC counts against us."""
     uid, count = os.getuid(), 0
@@ -121,8 +132,48 @@ def cpu_seconds(pids) -> float:
     return ticks / _TICKS
 
 
-def tree(pid: int) -> list[int]:
-    """`pid` and its live descendants."""
-    found = [pid]
+def tree_cpu_seconds(pid: int) -> float | None:
+    """cpu_seconds of `pid` and its live descendants, or None once `pid` is gone (reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        ticks = sum(map(int, data[data.rindex(b")") + 2:].split()[11:15]))
+    except (OSError, ValueError):
+        return None
+    found: list[int] = []
     descendants(pid, found)
-    return found
+    return ticks / _TICKS + cpu_seconds(found)
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` itself (all its threads), without the children it reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return sum(map(int, data[data.rindex(b")") + 2:].split()[11:13])) / _TICKS
+    except (OSError, ValueError):
+        return 0.0
+
+
+# The CPU total of our cgroup: the container's, where the runner is PID 1 of its own container.
+CGROUP_CPU = (("/sys/fs/cgroup/cpu.stat", 1e-6), ("/sys/fs/cgroup/cpuacct/cpuacct.usage", 1e-9),
+              ("/sys/fs/cgroup/cpu,cpuacct/cpuacct.usage", 1e-9))
+
+
+def cgroup_cpu_reader():
+    """A function returning the CPU seconds every process of our cgroup ever used, ended ones
+    included (however they were reaped), or None where no cgroup file tells it (cgroup v2
+    cpu.stat's usage_usec, or v1 cpuacct.usage)."""
+    for path, scale in CGROUP_CPU:
+        def read(path=path, scale=scale) -> float:
+            with open(path, "rb") as f:
+                data = f.read()
+            if path.endswith("cpu.stat"):
+                data = data.split(b"usage_usec", 1)[1].split()[0]
+            return int(data) * scale
+        try:
+            read()
+        except (OSError, ValueError, IndexError):
+            continue
+        return read
+    return None

@@ -124,10 +124,12 @@ def program_main(config: dict, fds: list[int]) -> None:
 
 def as_a_script() -> None:
     """What differs between a forked copy of the zygote and a fresh `python3 script.py`, made as
-    python3 has it: a fresh numpy global RNG (the zygote's state would give every program the same
+    python3 has it: sys.argv (a script's own name, not the runner's command line), a fresh numpy global RNG (the zygote's state would give every program the same
     "random" numbers; Python's `random` reseeds itself at fork) and the recursion depth a script
     has (the runner's own frames below the program count against the limit). Shared memory:
     without_resource_tracker, once for every program."""
+    sys.argv = [PROGRAM_FILE]
+    sys.orig_argv = ["python3", PROGRAM_FILE]
     if np is not None:  # 128 bits from the OS: ~10 us, where seed() with no argument takes ~0.5 ms
         np.random.seed(np.frombuffer(os.urandom(16), dtype=np.uint32))
     depth, frame = 0, sys._getframe()

@@ -23,7 +23,7 @@ from . import limits
 from .cleanup import anything_left
 from .job import Job
 from .limits import MAX_REQUEST_BYTES, MAX_SOURCE_CHARS, request_timeout
-from .procs import cpu_seconds, sweep, tree
+from .procs import cgroup_cpu_reader, cpu_seconds, own_cpu_seconds, sweep, tree_cpu_seconds
 from .protocol import leading_id, np, plain_id, strict_loads
 from .state import collect_unix_garbage, count_unix_sockets, free_blocks, process_state
 from .zygote import Zygote
@@ -49,6 +49,10 @@ class Runner:
         self.baseline = self._states()
         self.free_at_start = dict(zip(self.scratch, free_blocks(self.scratch)))
         self.unix_sockets_at_start = count_unix_sockets() if exclusive else 0
+        # One program at a time in its own container: the container's cgroup counts every CPU second
+        # its processes used, also those of children the kernel reaped itself (SIGCHLD ignored),
+        # which no /proc sum sees.
+        self.cgroup_cpu = cgroup_cpu_reader() if exclusive else None
 
     def _states(self) -> dict:
         return {"runner": process_state(0), "zygote": process_state(self.zygote.pid)}
@@ -92,7 +96,7 @@ class Runner:
                 elif now >= job.wall_deadline:
                     job.timed_out = "wall"
                     self._kill(job)
-                elif now >= job.next_cpu_check and job.cpu_over(cpu_seconds(self._processes(job)), now):
+                elif now >= job.next_cpu_check and job.cpu_over(self._cpu_of(job) or 0.0, now):
                     job.timed_out = "cpu"
                     self._kill(job)
         if self.retiring:  # programs still running here were not answered: the host runs them again
@@ -103,12 +107,24 @@ class Runner:
                     pass
             self._emit({"id": None, "retire": self.retiring})
 
-    def _processes(self, job: Job) -> list[int]:
-        """Every live process of `job`'s program: in exclusive mode every process but us and the
-        zygote (one program at a time); elsewhere its process and their descendants."""
+    def _programs_cpu(self) -> float:
+        """CPU seconds the container's processes but us and the zygote used, ended ones included."""
+        return self.cgroup_cpu() - own_cpu_seconds(os.getpid()) - own_cpu_seconds(self.zygote.pid)
+
+    def _cpu_of(self, job: Job) -> float | None:
+        """What `job`'s program has used so far, as measured here (never as it reports): with the
+        container's cgroup, everything since it started; in exclusive mode otherwise every live
+        process but us and the zygote (one program at a time); elsewhere its process and their
+        live descendants (None once its process is gone)."""
+        if self.cgroup_cpu is not None:
+            try:
+                return self._programs_cpu() - job.cpu_base
+            except (OSError, ValueError, IndexError):
+                pass
         if self.exclusive:
-            return [int(p) for p in os.listdir("/proc") if p.isdigit() and p != "1" and int(p) != self.zygote.pid]
-        return tree(job.pid)
+            return cpu_seconds(int(p) for p in os.listdir("/proc")
+                               if p.isdigit() and p != "1" and int(p) != self.zygote.pid)
+        return tree_cpu_seconds(job.pid)
 
     def _read_stdin(self) -> None:
         try:
@@ -170,6 +186,10 @@ class Runner:
             view = memoryview(line)
             while view:
                 view = view[os.write(request_fd, view):]
+            try:
+                cpu_base = self._programs_cpu() if self.cgroup_cpu is not None else 0.0
+            except (OSError, ValueError, IndexError):
+                cpu_base, self.cgroup_cpu = 0.0, None
             pid = self.zygote.spawn(b"p", [request_fd, result_w, output_w])
         except (OSError, RuntimeError) as exc:
             pid, why = -1, str(exc)
@@ -188,7 +208,8 @@ class Runner:
             return
         os.set_blocking(result_r, False)
         os.set_blocking(output_r, False)
-        job = Job(meta, pid, result_r, output_r, meta["timeout"])
+        job = Job(meta, pid, result_r, output_r, meta["timeout"], measure=lambda: self._cpu_of(job))
+        job.cpu_base = cpu_base
         self.jobs[pid] = job
         self.selector.register(result_r, selectors.EVENT_READ, ("result", job))
         self.selector.register(output_r, selectors.EVENT_READ, ("output", job))
@@ -263,6 +284,8 @@ class Runner:
             job.exit_info = f"exit code {os.WEXITSTATUS(status)}"
         del self.jobs[job.pid]
         swept = self._sweep()
+        if not self.exclusive:  # (exclusive: _still_held does it, and waits) an SCM_RIGHTS cycle of
+            collect_unix_garbage()  # sockets outlives the program with what it carries; best effort here
         answer = job.answer()
         problem = self.retiring or swept or self._clean_up() or self._still_held() or self._state_changed()
         if problem:
