@@ -87,29 +87,31 @@ def check_responses(responses: Iterable[tuple[str, Response]], dataset: Dataset 
     return out
 
 
-def read_response_lines(path: str | Path) -> Iterator[tuple[str, Response]]:
-    """(file:line, Response) for each non-blank line of a responses JSONL file."""
+def read_json_lines(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """(file:line, decoded JSON) for each non-blank line of a JSONL file, read line by line (a K = 256
+    responses file is hundreds of MB, never held twice); an unreadable file or line is an InputError."""
     path = Path(path)
-    try:  # line by line: a K = 256 file is hundreds of MB, never held twice
+    try:
         lines = path.open(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
     with lines:
         try:
-            yield from _response_lines(path, lines)
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    yield where, json.loads(line)
+                except ValueError as exc:
+                    raise InputError(f"{where}: not valid JSON ({exc})") from None
         except UnicodeDecodeError as exc:
             raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start} of a line)") from None
 
 
-def _response_lines(path: Path, lines) -> Iterator[tuple[str, Response]]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc})") from None
+def read_response_lines(path: str | Path) -> Iterator[tuple[str, Response]]:
+    """(file:line, Response) for each non-blank line of a responses JSONL file."""
+    for where, obj in read_json_lines(path):
         yield where, parse_response_line(obj, where)
 
 

@@ -23,7 +23,6 @@ replays as refine=0 would). `rps-evals score` reads round-0 files only.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import defaultdict
 from importlib.resources import files
@@ -53,7 +52,7 @@ from rps_evals.inspect_eval.generation import (
     current_attempt,
     current_round,
 )
-from rps_evals.records import InputError, check_responses, parse_response_line
+from rps_evals.records import InputError, check_responses, parse_response_line, read_json_lines
 
 DEMO_RESPONSES = "demo_arc1_training.jsonl"
 DEMO_DATASET = "arc1:training"  # the dataset the bundled demo answers
@@ -190,19 +189,8 @@ def read_recordings(path: Path) -> dict[tuple[str, int, int], Response]:
     """The responses of a file by (task id, attempt, round), each round's lines checked like
     `rps-evals score` checks a file (the dataset is not known here, so unknown task ids surface as
     unanswered requests)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read responses file {path}: {exc.strerror or exc}") from None
     by_round: dict[int, list[tuple[str, Response]]] = defaultdict(list)
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{where}: not valid JSON ({exc})") from None
+    for where, obj in read_json_lines(path):
         round = obj.pop("round", 0) if isinstance(obj, dict) else 0
         if isinstance(round, bool) or not isinstance(round, int) or round < 0:
             raise InputError(f"{where}: round must be an integer >= 0 (the answer after that many feedbacks)")
