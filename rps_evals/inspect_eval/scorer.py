@@ -63,8 +63,8 @@ def arc_scorer(dataset: str, attempts: int = 2, exec_timeout: float = DEFAULT_TI
         prepared = [program_for(task, response) for response in responses]
         executions = await run_programs([program for program, _ in prepared], sandbox, exec_timeout)
         records = [AttemptRecord.from_dict(r["record"]) if r and "record" in r else None for r in stored]
-        for a, response, (_, json_predictions), execution in zip(to_run, responses, prepared, executions):
-            records[a] = score_attempt(task, response, json_predictions, execution, a + 1)
+        for a, response, (program, json_predictions), execution in zip(to_run, responses, prepared, executions):
+            records[a] = score_attempt(task, response, json_predictions, execution, a + 1, program.source)
         for record, r in zip(records, stored):
             if r is not None and "rounds" in r:
                 record.rounds = [{**answer["record"], "round": i, "feedback": answer["feedback"]}

@@ -228,8 +228,8 @@ async def check_answers(task: Task, answers: list[dict[str, Any]], sandbox: str,
     responses = [stored_response(task.task_id, a) for a in answers]
     prepared = [program_for(task, response) for response in responses]
     executions = await run_programs([program for program, _ in prepared], sandbox, timeout)
-    return [(score_attempt(task, response, json_predictions, execution, response.attempt), execution)
-            for response, (_, json_predictions), execution in zip(responses, prepared, executions)]
+    return [(score_attempt(task, response, json_predictions, execution, response.attempt, program.source), execution)
+            for response, (program, json_predictions), execution in zip(responses, prepared, executions)]
 
 
 async def _refine(model: Model, prompt: list[ChatMessage], task: Task, recorded: list[dict[str, Any]],
