@@ -18,7 +18,6 @@ from rps_evals import serving_smoke
 from rps_evals.serving import main as serving_main
 from rps_evals.serving import shell_line, vllm_serve_args
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_dry_run_prints_a_serve_line_with_both_adapters(tmp_path, capsys):

@@ -23,7 +23,6 @@ import copy
 import json
 import logging
 import time
-from typing import Any
 
 from lm_eval.api.registry import register_model
 from lm_eval.models.openai_completions import LocalChatCompletion
