@@ -351,3 +351,21 @@ def test_hash_seed_is_what_the_environment_says():
     if env_seed == "0":
         assert randomized == 0, "PYTHONHASHSEED=0 is set but hash randomization is on"
     assert seen[0][2] == seen[1][2], "str hashes differ between containers"
+
+
+def test_many_autoreaped_children_starving_runner(ex):
+    """The last call floods both cores with 60 auto-reaped children (1.8 CPU s in 0.9 s of wall
+    time, gone before the call returns): the runner, competing with them, must still notice."""
+    src = """
+import os, signal, time
+def transform(g):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    end = time.monotonic() + 0.9
+    for _ in range(60):
+        if os.fork() == 0:
+            while time.monotonic() < end: pass
+            os._exit(0)
+    time.sleep(1.2)
+    return g
+"""
+    assert run(ex, src, n=2).status == "timeout"
