@@ -13,14 +13,19 @@ from importlib.resources import files
 
 from rps_evals.execution import Execution, Program
 
-RUNNER_PATH = str(files("rps_evals.sandbox") / "runner")  # a package directory, run as `python3 -I RUNNER_PATH`
+RUNNER_PATH = str(files("rps_evals.sandbox") / "runner")  # a package directory, run as `python3 -s -P RUNNER_PATH`
+# Not -I: it implies -E, which ignores PYTHONHASHSEED=0, so every runner drew its own string-hash seed
+# and a program whose output follows a set's order changed between runs (red team round 2). -s -P keep
+# -I's sys.path (the runner's directory, no user site, no cwd); every backend sets the runner's
+# environment itself (docker.py, the image, local.py), so no caller's PYTHON* variable reaches it.
+PYTHON_FLAGS = ("-s", "-P")
 RUNNER_IN_IMAGE = "/opt/rps/runner"  # where sandbox/Dockerfile puts it
 
 
 def runner_command(runner: str, *, timeout: float, memory_mb: int, workers: int = 1,
                    extra: tuple[str, ...] = ()) -> list[str]:
     """The command line that starts the runner at `runner` under this machine's or the image's python3."""
-    return ["python3", "-I", runner, "--workers", str(workers), "--timeout", str(timeout),
+    return ["python3", *PYTHON_FLAGS, runner, "--workers", str(workers), "--timeout", str(timeout),
             "--memory-mb", str(memory_mb), *extra]
 
 
